@@ -13,19 +13,19 @@ type HResult int32
 
 // Result codes in use on the bridge.
 const (
-	HrOK                                HResult = 0
-	HrNotImpl                           HResult = -0x7FFFBFFF // 0x80004001
-	HrFail                              HResult = -0x7FFFBFFB // 0x80004005
-	HrNotFound                          HResult = -0x7FF8FB70 // 0x80070490 ERROR_NOT_FOUND
-	HrInvalidArg                        HResult = -0x7FF8FFA9 // 0x80070057
-	HrVmcomputeTimeout                  HResult = -0x3FC8FEF7 // 0xC0370109
-	HrVmcomputeUnknownMessage           HResult = -0x3FC8FEF5 // 0xC037010B
-	HrVmcomputeUnsupportedProtocol      HResult = -0x3FC8FEF4 // 0xC037010C
-	HrVmcomputeInvalidJSON              HResult = -0x3FC8FEF3 // 0xC037010D
-	HrVmcomputeSystemNotFound           HResult = -0x3FC8FEF2 // 0xC037010E
-	HrVmcomputeSystemAlreadyExists      HResult = -0x3FC8FEF1 // 0xC037010F
-	HrVmcomputeSystemAlreadyStopped     HResult = -0x3FC8FEF0 // 0xC0370110
-	HrVmcomputeInvalidState             HResult = -0x7FC8FEFB // 0x80370105
+	HrOK                            HResult = 0
+	HrNotImpl                       HResult = -0x7FFFBFFF // 0x80004001
+	HrFail                          HResult = -0x7FFFBFFB // 0x80004005
+	HrNotFound                      HResult = -0x7FF8FB70 // 0x80070490 ERROR_NOT_FOUND
+	HrInvalidArg                    HResult = -0x7FF8FFA9 // 0x80070057
+	HrVmcomputeTimeout              HResult = -0x3FC8FEF7 // 0xC0370109
+	HrVmcomputeUnknownMessage       HResult = -0x3FC8FEF5 // 0xC037010B
+	HrVmcomputeUnsupportedProtocol  HResult = -0x3FC8FEF4 // 0xC037010C
+	HrVmcomputeInvalidJSON          HResult = -0x3FC8FEF3 // 0xC037010D
+	HrVmcomputeSystemNotFound       HResult = -0x3FC8FEF2 // 0xC037010E
+	HrVmcomputeSystemAlreadyExists  HResult = -0x3FC8FEF1 // 0xC037010F
+	HrVmcomputeSystemAlreadyStopped HResult = -0x3FC8FEF0 // 0xC0370110
+	HrVmcomputeInvalidState         HResult = -0x7FC8FEFB // 0x80370105
 )
 
 var hresultNames = map[HResult]string{

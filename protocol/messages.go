@@ -289,3 +289,10 @@ type ContainerNotificationMessage struct {
 	Result     int32
 	ResultInfo json.RawMessage `json:",omitempty"`
 }
+
+// Response returns the response's base, so every response type satisfies
+// Response.
+func (r *ResponseBase) Response() *ResponseBase { return r }
+
+// Response is any response body.
+type Response interface{ Response() *ResponseBase }

@@ -1,0 +1,140 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/uvmgcs/gcs/internal/log"
+	"github.com/uvmgcs/gcs/protocol"
+)
+
+// Processes is what the bridge needs of the guest runtime to run processes
+// in the utility VM (guest/runtime.Processes implements it).
+type Processes interface {
+	Start(ctx context.Context, params *protocol.ProcessParameters, stdio protocol.VsockStdioRelaySettings) (int, error)
+	Wait(ctx context.Context, pid int) (int, error)
+	Signal(ctx context.Context, pid int, signal int) error
+	ResizeConsole(ctx context.Context, pid int, height, width uint16) error
+}
+
+// maxStacks bounds DumpStacks' answer so the response fits hcsshim's frame
+// bound with room for the envelope.
+const maxStacks = protocol.HcsshimMaxFrameSize / 2
+
+// UVM serves the requests addressed to the utility VM itself: processes in
+// the VM, VM shutdown and stack dumps.
+type UVM struct {
+	Processes Processes
+	// Shutdown powers the VM off (in host mode: stops the agent). It is
+	// called after the response has been queued.
+	Shutdown func()
+}
+
+// Register installs u's handlers on m.
+func (u *UVM) Register(m *Mux) {
+	m.HandleFunc(protocol.ExecuteProcess, u.executeProcess)
+	m.HandleFunc(protocol.WaitForProcess, u.waitForProcess)
+	m.HandleFunc(protocol.SignalProcess, u.signalProcess)
+	m.HandleFunc(protocol.ResizeConsole, u.resizeConsole)
+	m.HandleFunc(protocol.ShutdownGraceful, u.shutdown)
+	m.HandleFunc(protocol.ShutdownForced, u.shutdown)
+	m.HandleFunc(protocol.DumpStacks, dumpStacks)
+}
+
+// forUVM refuses requests addressed to a container: no container runtime
+// is wired into this handler set.
+func forUVM(req *Request) error {
+	if req.Base.ContainerID != protocol.UVMContainerID {
+		return fmt.Errorf("container %q: %w", req.Base.ContainerID, protocol.HrVmcomputeSystemNotFound)
+	}
+	return nil
+}
+
+func (u *UVM) executeProcess(ctx context.Context, req *Request) (protocol.Response, error) {
+	if err := forUVM(req); err != nil {
+		return nil, err
+	}
+	var r protocol.ExecuteProcessRequest
+	if err := req.Decode(&r); err != nil {
+		return nil, err
+	}
+	var params protocol.ProcessParameters
+	if err := DecodeJSON([]byte(r.Settings.ProcessParameters), &params, "ProcessParameters"); err != nil {
+		return nil, err
+	}
+	pid, err := u.Processes.Start(ctx, &params, r.Settings.VsockStdioRelaySettings)
+	if err != nil {
+		return nil, err
+	}
+	log.G(ctx).WithField(log.FieldProcessID, pid).Debug("process started in the utility VM")
+	return &protocol.ExecuteProcessResponse{ProcessID: uint32(pid)}, nil
+}
+
+func (u *UVM) waitForProcess(ctx context.Context, req *Request) (protocol.Response, error) {
+	if err := forUVM(req); err != nil {
+		return nil, err
+	}
+	var r protocol.WaitForProcessRequest
+	if err := req.Decode(&r); err != nil {
+		return nil, err
+	}
+	if r.TimeoutInMs != protocol.InfiniteWait {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(r.TimeoutInMs)*time.Millisecond)
+		defer cancel()
+	}
+	code, err := u.Processes.Wait(ctx, int(r.ProcessID))
+	if err != nil {
+		return nil, err
+	}
+	return &protocol.WaitForProcessResponse{ExitCode: uint32(code)}, nil
+}
+
+func (u *UVM) signalProcess(ctx context.Context, req *Request) (protocol.Response, error) {
+	if err := forUVM(req); err != nil {
+		return nil, err
+	}
+	var r protocol.SignalProcessRequest
+	if err := req.Decode(&r); err != nil {
+		return nil, err
+	}
+	sig := 0
+	if r.Options != nil {
+		sig = int(r.Options.Signal)
+	}
+	return nil, u.Processes.Signal(ctx, int(r.ProcessID), sig)
+}
+
+func (u *UVM) resizeConsole(ctx context.Context, req *Request) (protocol.Response, error) {
+	if err := forUVM(req); err != nil {
+		return nil, err
+	}
+	var r protocol.ResizeConsoleRequest
+	if err := req.Decode(&r); err != nil {
+		return nil, err
+	}
+	return nil, u.Processes.ResizeConsole(ctx, int(r.ProcessID), r.Height, r.Width)
+}
+
+func (u *UVM) shutdown(ctx context.Context, req *Request) (protocol.Response, error) {
+	if err := forUVM(req); err != nil {
+		return nil, err
+	}
+	log.G(ctx).Info("utility VM shutdown requested")
+	if u.Shutdown != nil {
+		req.AfterResponse(u.Shutdown)
+	}
+	return nil, nil
+}
+
+func dumpStacks(ctx context.Context, req *Request) (protocol.Response, error) {
+	buf := make([]byte, 1<<20)
+	n := runtime.Stack(buf, true)
+	stacks := string(buf[:n])
+	if len(stacks) > maxStacks {
+		stacks = stacks[:maxStacks] + "\n... truncated"
+	}
+	return &protocol.DumpStacksResponse{GuestStacks: stacks}, nil
+}
