@@ -1,0 +1,114 @@
+// Command gcs is the guest compute service: the agent a utility VM's init
+// starts. It dials the host, serves the bridge protocol and runs processes
+// and containers on the host's behalf. Invoked as "gcs init" it is
+// libcontainer's container init instead.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+
+	_ "github.com/opencontainers/cgroups/devices" // registers the device-cgroup manager libcontainer needs
+	"github.com/opencontainers/runc/libcontainer"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter" // joins namespaces before the Go runtime starts, for "gcs init"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/uvmgcs/gcs/guest/bridge"
+	"github.com/uvmgcs/gcs/guest/runtime"
+	"github.com/uvmgcs/gcs/internal/log"
+	"github.com/uvmgcs/gcs/transport"
+)
+
+type options struct {
+	transport string
+	stateRoot string
+	logLevel  string
+	logFormat string
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		libcontainer.Init() // never returns
+	}
+	var o options
+	flag.StringVar(&o.transport, "transport", "vsock", "how to reach the host: vsock or unix:<dir>")
+	flag.StringVar(&o.stateRoot, "state-root", "/run/gcs", "directory for the agent's state")
+	flag.StringVar(&o.logLevel, "loglevel", "info", "log level: trace, debug, info, warn, error")
+	flag.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	flag.Parse()
+	if err := run(o); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "gcs:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	logger, err := newLogger(o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
+	dialer, err := parseTransport(o.transport)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.stateRoot, 0o700); err != nil {
+		return fmt.Errorf("state root: %w", err)
+	}
+	// Orphans of the processes we start are reparented to us, so the reaper
+	// can collect them.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("become child subreaper: %w", err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ctx = log.WithLogger(ctx, logrus.NewEntry(logger))
+
+	reaper := runtime.NewReaper()
+	go reaper.Run(ctx)
+	procs := runtime.NewProcesses(dialer, reaper)
+	defer procs.Close(context.WithoutCancel(ctx))
+
+	mux := bridge.NewMux()
+	(&bridge.UVM{Processes: procs, Shutdown: cancel}).Register(mux)
+	b := bridge.New(bridge.Config{Handler: mux, Capabilities: bridge.LinuxCapabilities(false)})
+	log.G(ctx).WithField("transport", o.transport).Info("gcs started")
+	return b.Run(ctx, dialer)
+}
+
+func parseTransport(s string) (transport.Dialer, error) {
+	switch {
+	case s == "vsock":
+		return transport.Vsock{CID: transport.HostCID}, nil
+	case strings.HasPrefix(s, "unix:") && len(s) > len("unix:"):
+		return transport.Unix{Dir: strings.TrimPrefix(s, "unix:")}, nil
+	}
+	return nil, fmt.Errorf("transport %q: want vsock or unix:<dir>", s)
+}
+
+func newLogger(level, format string) (*logrus.Logger, error) {
+	l := logrus.New()
+	l.SetOutput(os.Stderr)
+	lv, err := logrus.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	l.SetLevel(lv)
+	switch format {
+	case "text":
+		l.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	case "json":
+		l.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return nil, fmt.Errorf("log format %q: want text or json", format)
+	}
+	return l, nil
+}

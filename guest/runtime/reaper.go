@@ -1,0 +1,181 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uvmgcs/gcs/internal/log"
+)
+
+// Reaper collects the agent's children that nobody waits for: orphans
+// reparented to the agent (it is a child subreaper) and the leftovers of
+// container start-up. A process started through Start is tracked until
+// Untrack: its owner waits for it, and the reaper never touches it.
+//
+// Reaping is by pid, never wait(-1): a wildcard wait would steal the exit
+// status of a tracked process from its owner.
+type Reaper struct {
+	procRoot string
+
+	// mu is held across Start and Reap, so a child forked by Start is
+	// tracked before any scan can see it.
+	mu      sync.Mutex
+	tracked map[int]int // pid -> number of owners
+}
+
+// NewReaper returns a reaper for this process's children.
+func NewReaper() *Reaper { return newReaper("/proc") }
+
+func newReaper(procRoot string) *Reaper {
+	return &Reaper{procRoot: procRoot, tracked: make(map[int]int)}
+}
+
+// Start runs start, which forks a child and returns its pid, and tracks the
+// pid. While start runs no reaping happens, so processes start forks and
+// waits for itself (libcontainer's intermediate processes) are safe too.
+func (r *Reaper) Start(start func() (int, error)) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pid, err := start()
+	if err != nil {
+		return 0, err
+	}
+	r.tracked[pid]++
+	return pid, nil
+}
+
+// Track marks an already running child (one a tracked start produced, such
+// as a container's init reparented to the agent) as owned.
+func (r *Reaper) Track(pid int) {
+	r.mu.Lock()
+	r.tracked[pid]++
+	r.mu.Unlock()
+}
+
+// Untrack ends one owner's claim on pid, after that owner has waited for it.
+func (r *Reaper) Untrack(pid int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tracked[pid] <= 1 {
+		delete(r.tracked, pid)
+		return
+	}
+	r.tracked[pid]--
+}
+
+// Tracked reports how many pids are tracked.
+func (r *Reaper) Tracked() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.tracked)
+}
+
+// Reap collects every exited child that is not tracked and returns their pids.
+func (r *Reaper) Reap() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var reaped []int
+	for _, pid := range r.children() {
+		if r.tracked[pid] > 0 {
+			continue
+		}
+		var ws unix.WaitStatus
+		// WNOHANG: a child still running is left alone (Wait4 returns 0).
+		if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err == nil && got == pid {
+			reaped = append(reaped, pid)
+		}
+	}
+	return reaped
+}
+
+// Run reaps on every SIGCHLD (and once a second, in case a signal was
+// coalesced) until ctx ends.
+func (r *Reaper) Run(ctx context.Context) {
+	ch := make(chan os.Signal, 16)
+	signal.Notify(ch, unix.SIGCHLD)
+	defer signal.Stop(ch)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		for _, pid := range r.Reap() {
+			log.G(ctx).WithField(log.FieldProcessID, pid).Trace("reaped orphan")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		case <-t.C:
+		}
+	}
+}
+
+// children lists this process's children: from each thread's children file
+// when the kernel has them, else by scanning every process's parent.
+func (r *Reaper) children() []int {
+	var pids []int
+	files, _ := filepath.Glob(filepath.Join(r.procRoot, "self", "task", "*", "children"))
+	found := false
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		found = true
+		for _, s := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(s); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	if found {
+		return pids
+	}
+	return r.scanParents(os.Getpid())
+}
+
+// scanParents finds the processes whose parent is ppid in /proc/*/stat.
+func (r *Reaper) scanParents(ppid int) []int {
+	ents, err := os.ReadDir(r.procRoot)
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(r.procRoot, e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		if p, err := parentOf(b); err == nil && p == ppid {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// parentOf parses the ppid out of a /proc/<pid>/stat line; the command name
+// in parentheses may itself hold spaces and parentheses.
+func parentOf(stat []byte) (int, error) {
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("stat: no command name")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0, errors.New("stat: short line")
+	}
+	return strconv.Atoi(f[1])
+}

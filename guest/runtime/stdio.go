@@ -1,0 +1,255 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/containerd/console"
+	"golang.org/x/sys/unix"
+
+	"github.com/uvmgcs/gcs/protocol"
+	"github.com/uvmgcs/gcs/transport"
+)
+
+// copyBufferSize is the relay's buffer per stream.
+const copyBufferSize = 64 << 10
+
+// Stdio is a process's stream connections to the host, one dialed per port
+// the host named; a stream the host did not ask for is nil.
+type Stdio struct {
+	In, Out, Err net.Conn
+}
+
+// DialStdio dials the host's stdio ports. On failure nothing stays open.
+func DialStdio(ctx context.Context, d transport.Dialer, s protocol.VsockStdioRelaySettings) (*Stdio, error) {
+	var st Stdio
+	for _, p := range []struct {
+		port uint32
+		conn *net.Conn
+		name string
+	}{{s.StdIn, &st.In, "stdin"}, {s.StdOut, &st.Out, "stdout"}, {s.StdErr, &st.Err, "stderr"}} {
+		if p.port == 0 {
+			continue
+		}
+		c, err := d.Dial(ctx, p.port)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("dial %s port %#x: %w", p.name, p.port, err)
+		}
+		*p.conn = c
+	}
+	return &st, nil
+}
+
+// Close closes every connection.
+func (s *Stdio) Close() {
+	for _, c := range []net.Conn{s.In, s.Out, s.Err} {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// Relay copies between a process's stdio (pipes or a terminal) and its host
+// connections. Create it before the process starts, hand Child() to the
+// process, and call Start once it runs.
+type Relay struct {
+	stdio   *Stdio
+	console console.Console // the terminal's master, if any
+	child   [3]*os.File     // the process's ends, closed by Start
+	stdin   *os.File        // our end of the stdin pipe
+	outputs []io.ReadCloser // our ends of stdout/stderr (or the master)
+
+	wg        sync.WaitGroup // the output copies
+	drained   chan struct{}
+	closeOnce sync.Once
+}
+
+// NewPipeRelay makes one pipe per stream the host connected.
+func NewPipeRelay(stdio *Stdio) (*Relay, error) {
+	r := &Relay{stdio: stdio, drained: make(chan struct{})}
+	if stdio.In != nil {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		r.child[0], r.stdin = pr, pw
+	}
+	for i, c := range []net.Conn{stdio.Out, stdio.Err} {
+		if c == nil {
+			continue
+		}
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		r.child[i+1] = pw
+		r.outputs = append(r.outputs, pr)
+	}
+	return r, nil
+}
+
+// NewPtyRelay makes a terminal of the given size (0 keeps the default) whose
+// slave is the process's stdin, stdout and stderr. Its output goes to the
+// stdout connection; a stderr connection is closed at once.
+func NewPtyRelay(stdio *Stdio, height, width uint16) (*Relay, error) {
+	master, slavePath, err := console.NewPty()
+	if err != nil {
+		return nil, fmt.Errorf("allocate terminal: %w", err)
+	}
+	slave, err := os.OpenFile(slavePath, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		master.Close()
+		return nil, fmt.Errorf("open terminal %s: %w", slavePath, err)
+	}
+	r := NewConsoleRelay(stdio, master)
+	r.child = [3]*os.File{slave, slave, slave}
+	if height != 0 && width != 0 {
+		if err := r.Resize(height, width); err != nil {
+			r.Close()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// NewConsoleRelay relays a terminal whose master the caller already holds
+// (a container's console, received over its console socket).
+func NewConsoleRelay(stdio *Stdio, master console.Console) *Relay {
+	r := &Relay{stdio: stdio, console: master, drained: make(chan struct{})}
+	if stdio.Out != nil {
+		r.outputs = []io.ReadCloser{master}
+	}
+	return r
+}
+
+// Child returns the process's stdin, stdout and stderr; nil entries mean
+// no such stream (the process gets /dev/null).
+func (r *Relay) Child() [3]*os.File { return r.child }
+
+// Terminal reports whether the relay is a terminal's.
+func (r *Relay) Terminal() bool { return r.console != nil }
+
+// Start closes the process's ends, which it now holds, and starts copying.
+func (r *Relay) Start() {
+	r.closeChild()
+	if r.console != nil && r.stdio.Err != nil {
+		r.stdio.Err.Close()
+	}
+	if r.stdio.In != nil {
+		var dst io.Writer = r.stdin
+		if r.console != nil {
+			dst = r.console
+		}
+		go func() {
+			copyStream(dst, r.stdio.In)
+			// End of the host's stdin: the process sees EOF. A terminal
+			// stays open; its process ends by its own means.
+			if r.stdin != nil {
+				r.stdin.Close()
+			}
+		}()
+	}
+	conns := []net.Conn{r.stdio.Out, r.stdio.Err}
+	if r.console != nil {
+		conns = conns[:1]
+	}
+	i := 0
+	for _, c := range conns {
+		if c == nil {
+			continue
+		}
+		src := r.outputs[i]
+		i++
+		r.wg.Go(func() {
+			copyStream(c, src)
+			transport.CloseWrite(c) // EOF for the host
+		})
+	}
+	go func() {
+		r.wg.Wait()
+		close(r.drained)
+	}()
+}
+
+// Drained is closed once every output stream reached its end: the process
+// and everything it shared its stdio with closed them.
+func (r *Relay) Drained() <-chan struct{} { return r.drained }
+
+// WaitDrained waits for the output to drain, at most grace: descendants that
+// outlive the process may hold its stdio open forever. After grace the
+// output is cut off. It reports whether the output drained in time.
+func (r *Relay) WaitDrained(grace time.Duration) bool {
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-r.drained:
+		return true
+	case <-t.C:
+	}
+	for _, o := range r.outputs {
+		o.Close()
+	}
+	<-r.drained
+	return false
+}
+
+// Resize sets the terminal's size.
+func (r *Relay) Resize(height, width uint16) error {
+	if r.console == nil {
+		return fmt.Errorf("process has no terminal: %w", protocol.HrInvalidArg)
+	}
+	return r.console.Resize(console.WinSize{Height: height, Width: width})
+}
+
+// Close releases everything the relay holds.
+func (r *Relay) Close() {
+	r.closeOnce.Do(func() {
+		r.closeChild()
+		if r.stdin != nil {
+			r.stdin.Close()
+		}
+		for _, o := range r.outputs {
+			o.Close()
+		}
+		if r.console != nil {
+			r.console.Close()
+		}
+		r.stdio.Close()
+	})
+}
+
+func (r *Relay) closeChild() {
+	seen := map[*os.File]bool{}
+	for i, f := range r.child {
+		if f != nil && !seen[f] {
+			seen[f] = true
+			f.Close()
+		}
+		r.child[i] = nil
+	}
+}
+
+// copyStream copies until either side ends. Errors end the stream: a
+// process that closed its stdin, a host that went away, a terminal whose
+// last slave closed (EIO) all mean there is nothing more to move.
+func copyStream(dst io.Writer, src io.Reader) {
+	buf := make([]byte, copyBufferSize)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
