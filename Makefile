@@ -13,7 +13,7 @@ STATIC  := -tags 'seccomp netgo osusergo' -ldflags '-s -w -extldflags -static'
 GCS     := $(abspath $(OUT)/gcs)
 HOSTBR  := $(abspath $(OUT)/host-bridge)
 # Unit packages also run under the race detector.
-RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./host/...
+RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/... ./host/...
 
 .PHONY: all build deps test bench run clean FORCE
 

@@ -122,14 +122,12 @@ func (b *Bridge) Serve(ctx context.Context, conn net.Conn) error {
 	c := &connection{
 		b:          b,
 		conn:       conn,
-		out:        make(chan outFrame, 64),
 		negotiated: make(chan struct{}),
 		cancel:     cancel,
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	var wg sync.WaitGroup
-	wg.Go(func() { c.writeLoop(ctx) })
 	wg.Go(func() { c.notifyLoop(ctx) })
 	err := c.readLoop(ctx, &wg)
 	cancel(err)
@@ -141,19 +139,15 @@ func (b *Bridge) Serve(ctx context.Context, conn net.Conn) error {
 	return err
 }
 
-// outFrame is one frame for the writer; ack, if set, gets the write's result.
-type outFrame struct {
-	b   []byte
-	ack chan<- error
-}
-
 // connection is the state of one bridge connection.
 type connection struct {
 	b          *Bridge
 	conn       net.Conn
-	out        chan outFrame
 	negotiated chan struct{}
 	cancel     context.CancelCauseFunc
+
+	wmu  sync.Mutex // one frame on the wire at a time
+	werr error      // the first write failure
 }
 
 func (c *connection) readLoop(ctx context.Context, wg *sync.WaitGroup) error {
@@ -164,7 +158,7 @@ func (c *connection) readLoop(ctx context.Context, wg *sync.WaitGroup) error {
 		if errors.Is(err, protocol.ErrFrameSize) {
 			fatal := hdr.Size < protocol.HeaderSize || hdr.Size-protocol.HeaderSize > maxDiscard
 			// Before dropping the connection, make sure the answer is out.
-			c.send(ctx, encodeError(ctx, hdr, "", fmt.Errorf("%v: %w", err, protocol.HrInvalidArg)), fatal)
+			c.send(encodeError(ctx, hdr, "", fmt.Errorf("%v: %w", err, protocol.HrInvalidArg)))
 			if fatal {
 				return err
 			}
@@ -198,7 +192,7 @@ func (c *connection) dispatch(ctx context.Context, wg *sync.WaitGroup, hdr proto
 		resp, err := c.negotiate(req)
 		// The answer goes out before anything negotiation unblocks
 		// (queued notifications, later responses).
-		c.send(ctx, c.encodeResponse(ctx, hdr, req.Base.ActivityID, resp, err), true)
+		c.send(c.encodeResponse(ctx, hdr, req.Base.ActivityID, resp, err))
 		if err == nil {
 			c.markNegotiated()
 		}
@@ -224,7 +218,7 @@ func (c *connection) dispatch(ctx context.Context, wg *sync.WaitGroup, hdr proto
 			log.FieldContainerID: req.Base.ContainerID,
 		}))
 		resp, err := c.serve(rctx, req)
-		c.send(rctx, c.encodeResponse(rctx, hdr, req.Base.ActivityID, resp, err), req.afterWrite != nil)
+		c.send(c.encodeResponse(rctx, hdr, req.Base.ActivityID, resp, err))
 		if req.afterWrite != nil {
 			req.afterWrite()
 		}
@@ -265,11 +259,11 @@ func (c *connection) markNegotiated() {
 
 // respond queues the answer to a request for the writer.
 func (c *connection) respond(ctx context.Context, hdr protocol.Header, activity string, resp protocol.Response, err error) {
-	c.send(ctx, c.encodeResponse(ctx, hdr, activity, resp, err), false)
+	c.send(c.encodeResponse(ctx, hdr, activity, resp, err))
 }
 
 func (c *connection) respondError(ctx context.Context, hdr protocol.Header, activity string, err error) {
-	c.send(ctx, encodeError(ctx, hdr, activity, err), false)
+	c.send(encodeError(ctx, hdr, activity, err))
 }
 
 // encodeResponse frames a handler's outcome.
@@ -312,61 +306,19 @@ func encodeError(ctx context.Context, hdr protocol.Header, activity string, err 
 	return protocol.AppendFrame(nil, hdr.Type.Response(), hdr.ID, body)
 }
 
-// send queues frame for the writer. With wait set it returns only once the
-// frame has been written or the connection is gone.
-func (c *connection) send(ctx context.Context, frame []byte, wait bool) {
-	f := outFrame{b: frame}
-	var ack chan error
-	if wait {
-		ack = make(chan error, 1)
-		f.ack = ack
+// send writes one frame. Writers take turns on the socket directly: a
+// handoff to a writer goroutine would cost every response a wake-up. After
+// the first failed write the connection is cancelled and sends are dropped.
+func (c *connection) send(frame []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return c.werr
 	}
-	select {
-	case c.out <- f:
-	case <-ctx.Done():
-		return
+	if _, err := c.conn.Write(frame); err != nil {
+		c.werr = fmt.Errorf("bridge write: %w", err)
+		c.cancel(c.werr)
+		return c.werr
 	}
-	if wait {
-		select {
-		case <-ack:
-		case <-ctx.Done():
-		}
-	}
-}
-
-// writeLoop is the connection's only writer; it batches frames that are
-// already queued into one write.
-func (c *connection) writeLoop(ctx context.Context) {
-	w := bufio.NewWriterSize(c.conn, 64<<10)
-	var acks []chan<- error
-	for {
-		var f outFrame
-		select {
-		case f = <-c.out:
-		case <-ctx.Done():
-			return
-		}
-		for more := true; more; {
-			if _, err := w.Write(f.b); err != nil {
-				break
-			}
-			if f.ack != nil {
-				acks = append(acks, f.ack)
-			}
-			select {
-			case f = <-c.out:
-			default:
-				more = false
-			}
-		}
-		err := w.Flush()
-		for _, a := range acks {
-			a <- err
-		}
-		acks = acks[:0]
-		if err != nil {
-			c.cancel(fmt.Errorf("bridge write: %w", err))
-			return
-		}
-	}
+	return nil
 }

@@ -92,25 +92,7 @@ func (c *connection) notifyLoop(ctx context.Context) {
 			q.done(item.seq)
 			continue
 		}
-		ack := make(chan error, 1)
-		select {
-		case c.out <- outFrame{b: protocol.AppendFrame(nil, protocol.ContainerNotification, 0, body), ack: ack}:
-		case <-ctx.Done():
-			return
-		}
-		var werr error
-		select {
-		case werr = <-ack:
-		case <-ctx.Done():
-			// The write may have completed just as the connection went:
-			// take its result if the writer already gave it.
-			select {
-			case werr = <-ack:
-			default:
-				return
-			}
-		}
-		if werr != nil {
+		if err := c.send(protocol.AppendFrame(nil, protocol.ContainerNotification, 0, body)); err != nil {
 			return
 		}
 		q.done(item.seq)
