@@ -8,7 +8,7 @@ SHELL := /bin/bash
 
 GO      ?= go
 OUT     := out
-APT_PKGS := gcc libc6-dev libseccomp-dev pkg-config
+APT_PKGS := gcc libc6-dev libseccomp-dev pkg-config busybox-static
 STATIC  := -tags 'seccomp netgo osusergo' -ldflags '-s -w -extldflags -static'
 GCS     := $(abspath $(OUT)/gcs)
 HOSTBR  := $(abspath $(OUT)/host-bridge)

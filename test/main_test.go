@@ -92,8 +92,28 @@ func startAgent(t testing.TB) *agent {
 	return &agent{Agent: a, gc: gc}
 }
 
+// startAgentWith starts gcs with cfg (binary and log filled in) and
+// connects to it.
+func startAgentWith(t testing.TB, cfg hostmode.Config) *agent {
+	t.Helper()
+	a := startAgentConfig(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	gc, err := a.Connect(ctx)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { gc.Close() })
+	return &agent{Agent: a, gc: gc}
+}
+
 // startAgentOnly starts gcs without accepting its connection.
 func startAgentOnly(t testing.TB) *hostmode.Agent {
+	t.Helper()
+	return startAgentConfig(t, hostmode.Config{StateRoot: t.TempDir()})
+}
+
+func startAgentConfig(t testing.TB, cfg hostmode.Config) *hostmode.Agent {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("SKIP (loud): needs root for the agent's private mount namespace")
@@ -106,11 +126,8 @@ func startAgentOnly(t testing.TB) *hostmode.Agent {
 	defer cancel()
 	// Sockets go in a short directory of hostmode's own: unix socket paths
 	// are bounded, and test names are not.
-	a, err := hostmode.Start(ctx, hostmode.Config{
-		Binary:    gcsBinary,
-		StateRoot: t.TempDir(),
-		Stderr:    logw,
-	})
+	cfg.Binary, cfg.Stderr = gcsBinary, logw
+	a, err := hostmode.Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("start agent: %v", err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/uvmgcs/gcs/guest/bridge"
 	"github.com/uvmgcs/gcs/guest/runtime"
+	"github.com/uvmgcs/gcs/guest/runtime/container"
 	"github.com/uvmgcs/gcs/internal/log"
 	"github.com/uvmgcs/gcs/transport"
 )
@@ -28,6 +29,7 @@ import (
 type options struct {
 	transport string
 	stateRoot string
+	cgroups   string
 	logLevel  string
 	logFormat string
 }
@@ -39,6 +41,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.transport, "transport", "vsock", "how to reach the host: vsock or unix:<dir>")
 	flag.StringVar(&o.stateRoot, "state-root", "/run/gcs", "directory for the agent's state")
+	flag.StringVar(&o.cgroups, "cgroup-parent", "/containers", "cgroup containers go under when their spec names none")
 	flag.StringVar(&o.logLevel, "loglevel", "info", "log level: trace, debug, info, warn, error")
 	flag.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	flag.Parse()
@@ -78,8 +81,19 @@ func run(o options) error {
 	defer procs.Close(context.WithoutCancel(ctx))
 
 	mux := bridge.NewMux()
-	(&bridge.UVM{Processes: procs, Shutdown: cancel}).Register(mux)
-	b := bridge.New(bridge.Config{Handler: mux, Capabilities: bridge.LinuxCapabilities(false)})
+	b := bridge.New(bridge.Config{Handler: mux, Capabilities: bridge.LinuxCapabilities(true)})
+	containers, err := container.New(container.Config{
+		StateRoot:    o.stateRoot,
+		CgroupParent: o.cgroups,
+		Dialer:       dialer,
+		Reaper:       reaper,
+		Notify:       b.Notify,
+	})
+	if err != nil {
+		return err
+	}
+	defer containers.Close(context.WithoutCancel(ctx))
+	(&bridge.UVM{Processes: procs, Shutdown: cancel, Containers: containers}).Register(mux)
 	log.G(ctx).WithField("transport", o.transport).Info("gcs started")
 	return b.Run(ctx, dialer)
 }

@@ -30,6 +30,9 @@ type UVM struct {
 	// Shutdown powers the VM off (in host mode: stops the agent). It is
 	// called after the response has been queued.
 	Shutdown func()
+	// Containers serves requests addressed to containers; without it every
+	// container id is unknown.
+	Containers Containers
 }
 
 // Register installs u's handlers on m.
@@ -41,19 +44,22 @@ func (u *UVM) Register(m *Mux) {
 	m.HandleFunc(protocol.ShutdownGraceful, u.shutdown)
 	m.HandleFunc(protocol.ShutdownForced, u.shutdown)
 	m.HandleFunc(protocol.DumpStacks, dumpStacks)
+	if u.Containers != nil {
+		u.registerContainers(m)
+	}
 }
 
-// forUVM refuses requests addressed to a container: no container runtime
-// is wired into this handler set.
-func forUVM(req *Request) error {
-	if req.Base.ContainerID != protocol.UVMContainerID {
+// known refuses requests addressed to a container when no container
+// runtime is wired in.
+func (u *UVM) known(req *Request) error {
+	if req.Base.ContainerID != protocol.UVMContainerID && u.Containers == nil {
 		return fmt.Errorf("container %q: %w", req.Base.ContainerID, protocol.HrVmcomputeSystemNotFound)
 	}
 	return nil
 }
 
 func (u *UVM) executeProcess(ctx context.Context, req *Request) (protocol.Response, error) {
-	if err := forUVM(req); err != nil {
+	if err := u.known(req); err != nil {
 		return nil, err
 	}
 	var r protocol.ExecuteProcessRequest
@@ -61,10 +67,16 @@ func (u *UVM) executeProcess(ctx context.Context, req *Request) (protocol.Respon
 		return nil, err
 	}
 	var params protocol.ProcessParameters
-	if err := DecodeJSON([]byte(r.Settings.ProcessParameters), &params, "ProcessParameters"); err != nil {
+	err := DecodeJSON([]byte(r.Settings.ProcessParameters), &params, "ProcessParameters")
+	if err != nil {
 		return nil, err
 	}
-	pid, err := u.Processes.Start(ctx, &params, r.Settings.VsockStdioRelaySettings)
+	var pid int
+	if req.Base.ContainerID == protocol.UVMContainerID {
+		pid, err = u.Processes.Start(ctx, &params, r.Settings.VsockStdioRelaySettings)
+	} else {
+		pid, err = u.Containers.ExecProcess(ctx, req.Base.ContainerID, &params, r.Settings.VsockStdioRelaySettings)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +85,7 @@ func (u *UVM) executeProcess(ctx context.Context, req *Request) (protocol.Respon
 }
 
 func (u *UVM) waitForProcess(ctx context.Context, req *Request) (protocol.Response, error) {
-	if err := forUVM(req); err != nil {
+	if err := u.known(req); err != nil {
 		return nil, err
 	}
 	var r protocol.WaitForProcessRequest
@@ -85,7 +97,13 @@ func (u *UVM) waitForProcess(ctx context.Context, req *Request) (protocol.Respon
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(r.TimeoutInMs)*time.Millisecond)
 		defer cancel()
 	}
-	code, err := u.Processes.Wait(ctx, int(r.ProcessID))
+	var code int
+	var err error
+	if cid := req.Base.ContainerID; cid == protocol.UVMContainerID {
+		code, err = u.Processes.Wait(ctx, int(r.ProcessID))
+	} else {
+		code, err = u.Containers.Wait(ctx, cid, int(r.ProcessID))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +111,7 @@ func (u *UVM) waitForProcess(ctx context.Context, req *Request) (protocol.Respon
 }
 
 func (u *UVM) signalProcess(ctx context.Context, req *Request) (protocol.Response, error) {
-	if err := forUVM(req); err != nil {
+	if err := u.known(req); err != nil {
 		return nil, err
 	}
 	var r protocol.SignalProcessRequest
@@ -104,23 +122,32 @@ func (u *UVM) signalProcess(ctx context.Context, req *Request) (protocol.Respons
 	if r.Options != nil {
 		sig = int(r.Options.Signal)
 	}
+	if cid := req.Base.ContainerID; cid != protocol.UVMContainerID {
+		return nil, u.Containers.Signal(ctx, cid, int(r.ProcessID), sig)
+	}
 	return nil, u.Processes.Signal(ctx, int(r.ProcessID), sig)
 }
 
 func (u *UVM) resizeConsole(ctx context.Context, req *Request) (protocol.Response, error) {
-	if err := forUVM(req); err != nil {
+	if err := u.known(req); err != nil {
 		return nil, err
 	}
 	var r protocol.ResizeConsoleRequest
 	if err := req.Decode(&r); err != nil {
 		return nil, err
 	}
+	if cid := req.Base.ContainerID; cid != protocol.UVMContainerID {
+		return nil, u.Containers.ResizeConsole(ctx, cid, int(r.ProcessID), r.Height, r.Width)
+	}
 	return nil, u.Processes.ResizeConsole(ctx, int(r.ProcessID), r.Height, r.Width)
 }
 
 func (u *UVM) shutdown(ctx context.Context, req *Request) (protocol.Response, error) {
-	if err := forUVM(req); err != nil {
+	if err := u.known(req); err != nil {
 		return nil, err
+	}
+	if cid := req.Base.ContainerID; cid != protocol.UVMContainerID {
+		return nil, u.Containers.Shutdown(ctx, cid, req.Type == protocol.ShutdownForced)
 	}
 	log.G(ctx).Info("utility VM shutdown requested")
 	if u.Shutdown != nil {

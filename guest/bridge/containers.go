@@ -1,0 +1,147 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/uvmgcs/gcs/protocol"
+)
+
+// Containers is what the bridge needs of the container runtime
+// (guest/runtime/container.Manager implements it).
+type Containers interface {
+	Create(ctx context.Context, id string, cfg *protocol.ContainerConfig) error
+	ExecProcess(ctx context.Context, id string, params *protocol.ProcessParameters, stdio protocol.VsockStdioRelaySettings) (int, error)
+	Wait(ctx context.Context, id string, pid int) (int, error)
+	Signal(ctx context.Context, id string, pid, signal int) error
+	ResizeConsole(ctx context.Context, id string, pid int, height, width uint16) error
+	Shutdown(ctx context.Context, id string, force bool) error
+	Delete(ctx context.Context, id string) error
+	Pause(ctx context.Context, id string) error
+	Resume(ctx context.Context, id string) error
+	Update(ctx context.Context, id string, r *specs.LinuxResources) error
+	Properties(ctx context.Context, id string, q protocol.PropertyQuery) (*protocol.Properties, error)
+}
+
+func (u *UVM) registerContainers(m *Mux) {
+	m.HandleFunc(protocol.Create, u.create)
+	m.HandleFunc(protocol.Start, u.start)
+	m.HandleFunc(protocol.DeleteContainerState, u.deleteState)
+	m.HandleFunc(protocol.GetProperties, u.getProperties)
+	m.HandleFunc(protocol.Pause, u.pause)
+	m.HandleFunc(protocol.Resume, u.resume)
+	if !m.Handles(protocol.ModifySettings) {
+		m.HandleFunc(protocol.ModifySettings, u.modifyContainer)
+	}
+}
+
+// forContainer refuses requests that must name a container but name the VM.
+func forContainer(req *Request) (string, error) {
+	if req.Base.ContainerID == protocol.UVMContainerID || req.Base.ContainerID == "" {
+		return "", fmt.Errorf("%s needs a container id: %w", req.Type, protocol.HrInvalidArg)
+	}
+	return req.Base.ContainerID, nil
+}
+
+func (u *UVM) create(ctx context.Context, req *Request) (protocol.Response, error) {
+	id, err := forContainer(req)
+	if err != nil {
+		return nil, err
+	}
+	var r protocol.CreateRequest
+	if err := req.Decode(&r); err != nil {
+		return nil, err
+	}
+	var cfg protocol.ContainerConfig
+	if err := DecodeJSON([]byte(r.ContainerConfig), &cfg, "ContainerConfig"); err != nil {
+		return nil, err
+	}
+	if err := u.Containers.Create(ctx, id, &cfg); err != nil {
+		return nil, err
+	}
+	return &protocol.CreateResponse{SelectedProtocolVersion: protocol.ProtocolVersion}, nil
+}
+
+// start is a no-op for Linux containers beyond checking the id: the init
+// starts with the first ExecuteProcess.
+func (u *UVM) start(ctx context.Context, req *Request) (protocol.Response, error) {
+	id, err := forContainer(req)
+	if err != nil {
+		return nil, err
+	}
+	_, err = u.Containers.Properties(ctx, id, protocol.PropertyQuery{})
+	return nil, err
+}
+
+func (u *UVM) deleteState(ctx context.Context, req *Request) (protocol.Response, error) {
+	id, err := forContainer(req)
+	if err != nil {
+		return nil, err
+	}
+	return nil, u.Containers.Delete(ctx, id)
+}
+
+func (u *UVM) pause(ctx context.Context, req *Request) (protocol.Response, error) {
+	id, err := forContainer(req)
+	if err != nil {
+		return nil, err
+	}
+	return nil, u.Containers.Pause(ctx, id)
+}
+
+func (u *UVM) resume(ctx context.Context, req *Request) (protocol.Response, error) {
+	id, err := forContainer(req)
+	if err != nil {
+		return nil, err
+	}
+	return nil, u.Containers.Resume(ctx, id)
+}
+
+func (u *UVM) getProperties(ctx context.Context, req *Request) (protocol.Response, error) {
+	id, err := forContainer(req)
+	if err != nil {
+		return nil, err
+	}
+	var r protocol.GetPropertiesRequest
+	if err := req.Decode(&r); err != nil {
+		return nil, err
+	}
+	var q protocol.PropertyQuery
+	if r.Query != "" {
+		if err := DecodeJSON([]byte(r.Query), &q, "Query"); err != nil {
+			return nil, err
+		}
+	}
+	props, err := u.Containers.Properties(ctx, id, q)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(props)
+	if err != nil {
+		return nil, err
+	}
+	return &protocol.GetPropertiesResponse{Properties: string(b)}, nil
+}
+
+// modifyContainer serves ModifySettings for a container id: resource
+// updates (ContainerConstraints).
+func (u *UVM) modifyContainer(ctx context.Context, req *Request) (protocol.Response, error) {
+	var r protocol.ModifySettingsRequest
+	if err := req.Decode(&r); err != nil {
+		return nil, err
+	}
+	if req.Base.ContainerID == protocol.UVMContainerID {
+		return nil, fmt.Errorf("resource type %q for the utility VM: %w", r.Request.ResourceType, protocol.HrNotImpl)
+	}
+	if r.Request.ResourceType != protocol.ResourceContainerConstraints {
+		return nil, fmt.Errorf("resource type %q for a container: %w", r.Request.ResourceType, protocol.HrNotImpl)
+	}
+	var cc protocol.ContainerConstraints
+	if err := DecodeJSON(r.Request.Settings, &cc, "ContainerConstraints"); err != nil {
+		return nil, err
+	}
+	return nil, u.Containers.Update(ctx, req.Base.ContainerID, cc.Linux)
+}

@@ -1,0 +1,240 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/opencontainers/runc/libcontainer"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/uvmgcs/gcs/internal/log"
+	"github.com/uvmgcs/gcs/protocol"
+)
+
+// state is where a container is in its life.
+type state int
+
+const (
+	created state = iota
+	running
+	stopped
+)
+
+// Container is one container and its processes.
+type Container struct {
+	m  *Manager
+	id string
+	b  *bundle
+	lc *libcontainer.Container
+
+	mu       sync.Mutex
+	state    state
+	init     *process
+	procs    map[int]*process // execs, forgotten after their first delivered wait
+	shutdown string           // the notification type a requested shutdown earns
+	oom      bool
+	starting bool
+	stopped  chan struct{} // closed once the init has exited and drained
+}
+
+func newContainer(m *Manager, id string, b *bundle, lc *libcontainer.Container) *Container {
+	return &Container{m: m, id: id, b: b, lc: lc, procs: make(map[int]*process), stopped: make(chan struct{})}
+}
+
+// initPid is the running init's pid.
+func (c *Container) initPid() (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != running {
+		return 0, fmt.Errorf("container is not running: %w", protocol.HrVmcomputeInvalidState)
+	}
+	return c.init.pid, nil
+}
+
+// ExecProcess starts container id's init (params without OciProcess) or an
+// exec in it.
+func (m *Manager) ExecProcess(ctx context.Context, id string, params *protocol.ProcessParameters, stdio protocol.VsockStdioRelaySettings) (int, error) {
+	c, err := m.get(id)
+	if err != nil {
+		return 0, err
+	}
+	if len(params.OciProcess) == 0 {
+		return c.startInit(ctx, params, stdio)
+	}
+	var sp specs.Process
+	if err := json.Unmarshal(params.OciProcess, &sp); err != nil {
+		return 0, fmt.Errorf("OciProcess: %v: %w", err, protocol.HrVmcomputeInvalidJSON)
+	}
+	return c.exec(ctx, &sp, params, stdio)
+}
+
+func (c *Container) startInit(ctx context.Context, params *protocol.ProcessParameters, stdio protocol.VsockStdioRelaySettings) (int, error) {
+	c.mu.Lock()
+	if c.state != created || c.starting {
+		c.mu.Unlock()
+		return 0, fmt.Errorf("container %q was already started: %w", c.id, protocol.HrVmcomputeInvalidState)
+	}
+	c.starting = true
+	c.mu.Unlock()
+	p, err := c.start(ctx, c.b.spec.Process, params, stdio, true)
+	c.mu.Lock()
+	c.starting = false
+	if err != nil {
+		c.mu.Unlock()
+		return 0, err
+	}
+	c.init, c.state = p, running
+	c.mu.Unlock()
+	c.watchOOM(ctx)
+	go c.waitInit(ctx, p)
+	return p.pid, nil
+}
+
+func (c *Container) exec(ctx context.Context, sp *specs.Process, params *protocol.ProcessParameters, stdio protocol.VsockStdioRelaySettings) (int, error) {
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	if st != running {
+		return 0, fmt.Errorf("container %q is not running: %w", c.id, protocol.HrVmcomputeInvalidState)
+	}
+	// libcontainer would hang joining a frozen cgroup's namespaces.
+	if s, err := c.lc.Status(); err == nil && s == libcontainer.Paused {
+		return 0, fmt.Errorf("container %q is paused: %w", c.id, protocol.HrVmcomputeInvalidState)
+	}
+	p, err := c.start(ctx, sp, params, stdio, false)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	c.procs[p.pid] = p
+	c.mu.Unlock()
+	go func() {
+		p.waitExit(c.m.cfg.Reaper)
+		p.drain(ctx)
+	}()
+	return p.pid, nil
+}
+
+// waitInit waits for the init, ends what is left of the container, and
+// tells the host.
+func (c *Container) waitInit(ctx context.Context, p *process) {
+	p.waitExit(c.m.cfg.Reaper)
+	if !c.privatePidNS() {
+		// No kernel pid-namespace teardown ends a shared namespace's
+		// leftovers: kill them, which also lets their stdio drain.
+		c.killAll()
+	}
+	p.drain(ctx)
+	c.mu.Lock()
+	c.state = stopped
+	kind := c.shutdown
+	oom := c.oom || (p.code == 128+int(unix.SIGKILL) && c.oomKilled())
+	c.oom = oom
+	c.mu.Unlock()
+	close(c.stopped)
+	if kind == "" {
+		kind = protocol.NotificationUnexpectedExit
+	}
+	info, _ := json.Marshal(protocol.ExitInfo{ExitCode: p.code, OOMKilled: oom})
+	infoStr, _ := json.Marshal(string(info))
+	log.G(ctx).WithFields(map[string]any{log.FieldContainerID: c.id, "exit": p.code, "oom": oom}).Debug("container exited")
+	c.m.cfg.Notify(context.WithoutCancel(ctx), protocol.ContainerNotificationMessage{
+		RequestBase: protocol.RequestBase{ContainerID: c.id},
+		Type:        kind,
+		Operation:   "None",
+		Result:      int32(p.code),
+		ResultInfo:  infoStr,
+	})
+}
+
+func (c *Container) privatePidNS() bool {
+	for _, n := range c.b.spec.Linux.Namespaces {
+		if n.Type == specs.PIDNamespace {
+			return n.Path == ""
+		}
+	}
+	return false
+}
+
+// killAll SIGKILLs every process left in the container's cgroup.
+func (c *Container) killAll() {
+	pids, err := c.lc.Processes()
+	if err != nil {
+		return
+	}
+	for _, pid := range pids {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+}
+
+// kill stops the container at once (agent shutdown).
+func (c *Container) kill() {
+	c.mu.Lock()
+	init := c.init
+	if c.state == running && c.shutdown == "" {
+		c.shutdown = protocol.NotificationForcedExit
+	}
+	c.mu.Unlock()
+	if init != nil {
+		_ = init.p.Signal(syscall.SIGKILL)
+	}
+	c.killAll()
+}
+
+// waitStopped waits until a started container's init has exited.
+func (c *Container) waitStopped(ctx context.Context) error {
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	if st == created {
+		return nil
+	}
+	select {
+	case <-c.stopped:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// process looks up pid among the container's processes.
+func (c *Container) process(pid int) (*process, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.init != nil && c.init.pid == pid {
+		return c.init, nil
+	}
+	if p, ok := c.procs[pid]; ok {
+		return p, nil
+	}
+	return nil, fmt.Errorf("process %d in container %q: %w", pid, c.id, protocol.HrNotFound)
+}
+
+// destroy removes the container's state once it is not running.
+func (c *Container) destroy(ctx context.Context) error {
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	if st == running {
+		return fmt.Errorf("container %q is running: %w", c.id, protocol.HrVmcomputeInvalidState)
+	}
+	c.killAll()
+	if err := c.lc.Destroy(); err != nil {
+		return fmt.Errorf("destroy container %q: %w", c.id, err)
+	}
+	if err := os.RemoveAll(c.b.dir); err != nil {
+		return fmt.Errorf("remove bundle: %w", err)
+	}
+	if c.b.scratch != "" {
+		if err := os.RemoveAll(c.b.scratch); err != nil {
+			return fmt.Errorf("remove scratch: %w", err)
+		}
+	}
+	log.G(ctx).WithField(log.FieldContainerID, c.id).Debug("container state deleted")
+	return nil
+}

@@ -1,0 +1,263 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/containerd/console"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/uvmgcs/gcs/guest/runtime"
+	"github.com/uvmgcs/gcs/internal/log"
+	"github.com/uvmgcs/gcs/protocol"
+)
+
+// process is a container's init or exec.
+type process struct {
+	pid   int
+	p     *libcontainer.Process
+	relay *runtime.Relay
+	exit  chan struct{} // closed once the exit status is known
+	done  chan struct{} // closed once exited and drained
+	code  int
+}
+
+// start runs sp in the container with the host's stdio.
+func (c *Container) start(ctx context.Context, sp *specs.Process, params *protocol.ProcessParameters, settings protocol.VsockStdioRelaySettings, init bool) (*process, error) {
+	lp, err := newLibcontainerProcess(sp)
+	if err != nil {
+		return nil, err
+	}
+	lp.Init = init
+	stdio, err := runtime.DialStdio(ctx, c.m.cfg.Dialer, settings)
+	if err != nil {
+		return nil, err
+	}
+	terminal := sp.Terminal || params.EmulateConsole
+	var relay *runtime.Relay
+	var consoleParent *os.File
+	if terminal {
+		parent, child, err := socketPair()
+		if err != nil {
+			stdio.Close()
+			return nil, err
+		}
+		defer child.Close()
+		defer parent.Close()
+		lp.ConsoleSocket, consoleParent = child, parent
+		if len(params.ConsoleSize) == 2 && params.ConsoleSize[0] != 0 {
+			lp.ConsoleHeight, lp.ConsoleWidth = params.ConsoleSize[0], params.ConsoleSize[1]
+		}
+	} else {
+		relay, err = runtime.NewPipeRelay(stdio)
+		if err != nil {
+			stdio.Close()
+			return nil, err
+		}
+		f := relay.Child()
+		if f[0] != nil {
+			lp.Stdin = f[0]
+		}
+		if f[1] != nil {
+			lp.Stdout = f[1]
+		}
+		if f[2] != nil {
+			lp.Stderr = f[2]
+		}
+	}
+	pid, err := c.m.cfg.Reaper.Start(func() (int, error) {
+		if err := c.lc.Run(lp); err != nil {
+			return 0, err
+		}
+		return lp.Pid()
+	})
+	if err != nil {
+		if relay != nil {
+			relay.Close()
+		} else {
+			stdio.Close()
+		}
+		return nil, startError(err)
+	}
+	if terminal {
+		master, err := recvConsole(consoleParent)
+		if err != nil {
+			_ = lp.Signal(syscall.SIGKILL)
+			_, _ = lp.Wait()
+			c.m.cfg.Reaper.Untrack(pid)
+			stdio.Close()
+			return nil, fmt.Errorf("receive container console: %w", err)
+		}
+		relay = runtime.NewConsoleRelay(stdio, master)
+	}
+	relay.Start()
+	log.G(ctx).WithFields(map[string]any{log.FieldContainerID: c.id, log.FieldProcessID: pid, "init": init}).Debug("container process started")
+	return &process{pid: pid, p: lp, relay: relay, exit: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// startError maps libcontainer's start failures onto results the host can
+// act on.
+func startError(err error) error {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("start: %w: %w", err, protocol.HrNotFound)
+	}
+	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.ENOEXEC) {
+		return fmt.Errorf("start: %w: %w", err, protocol.HrInvalidArg)
+	}
+	return fmt.Errorf("start: %w", err)
+}
+
+// waitExit collects the exit status and ends the process's tracking.
+func (p *process) waitExit(r *runtime.Reaper) {
+	st, _ := p.p.Wait() // a non-zero exit is an error; the status says all
+	r.Untrack(p.pid)
+	if st != nil {
+		p.code = runtime.ExitCode(st.Sys().(syscall.WaitStatus))
+	} else {
+		p.code = -1
+	}
+	close(p.exit)
+}
+
+// drain lets the output drain (bounded) before the exit is reported.
+func (p *process) drain(ctx context.Context) {
+	if !p.relay.WaitDrained(runtime.DrainGrace) {
+		log.G(ctx).WithField(log.FieldProcessID, p.pid).Warn("container process output still open after exit; cut off")
+	}
+	p.relay.Close()
+	close(p.done)
+}
+
+// newLibcontainerProcess turns an OCI process into libcontainer's.
+func newLibcontainerProcess(sp *specs.Process) (*libcontainer.Process, error) {
+	if len(sp.Args) == 0 {
+		return nil, fmt.Errorf("process has no args: %w", protocol.HrInvalidArg)
+	}
+	env := sp.Env
+	if !hasEnv(env, "PATH") {
+		env = append(append([]string(nil), env...), "PATH="+runtime.DefaultPath)
+	}
+	cwd := sp.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	nnp := sp.NoNewPrivileges
+	lp := &libcontainer.Process{
+		Args:            sp.Args,
+		Env:             env,
+		UID:             int(sp.User.UID),
+		GID:             int(sp.User.GID),
+		Cwd:             cwd,
+		NoNewPrivileges: &nnp,
+		AppArmorProfile: sp.ApparmorProfile,
+		Label:           sp.SelinuxLabel,
+	}
+	for _, g := range sp.User.AdditionalGids {
+		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))
+	}
+	if sp.ConsoleSize != nil {
+		lp.ConsoleHeight, lp.ConsoleWidth = uint16(sp.ConsoleSize.Height), uint16(sp.ConsoleSize.Width)
+	}
+	if caps := sp.Capabilities; caps != nil {
+		lp.Capabilities = &configs.Capabilities{
+			Bounding: caps.Bounding, Effective: caps.Effective, Inheritable: caps.Inheritable,
+			Permitted: caps.Permitted, Ambient: caps.Ambient,
+		}
+	}
+	for _, rl := range sp.Rlimits {
+		t, ok := rlimitTypes[rl.Type]
+		if !ok {
+			return nil, fmt.Errorf("rlimit %q: %w", rl.Type, protocol.HrInvalidArg)
+		}
+		lp.Rlimits = append(lp.Rlimits, configs.Rlimit{Type: t, Hard: rl.Hard, Soft: rl.Soft})
+	}
+	return lp, nil
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, e := range env {
+		if len(e) > len(key) && e[len(key)] == '=' && e[:len(key)] == key {
+			return true
+		}
+	}
+	return false
+}
+
+// rlimitTypes maps OCI rlimit names to resources.
+var rlimitTypes = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
+	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_STACK": unix.RLIMIT_STACK,
+}
+
+// socketPair is the console socket: libcontainer's init sends the
+// terminal's master over it.
+func socketPair() (parent, child *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("console socket: %w", err)
+	}
+	// Our end is non-blocking so the runtime can poll it (and time it out).
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "console-parent"), os.NewFile(uintptr(fds[1]), "console-child"), nil
+}
+
+// recvConsole receives the terminal master sent over the console socket.
+func recvConsole(sock *os.File) (console.Console, error) {
+	_ = sock.SetReadDeadline(time.Now().Add(10 * time.Second))
+	name := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4))
+	rc, err := sock.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var n, oobn int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), name, oob, unix.MSG_CMSG_CLOEXEC)
+		return rerr != unix.EAGAIN
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, fmt.Errorf("console socket: want one control message (%v)", err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, fmt.Errorf("console socket: want one descriptor (%v)", err)
+	}
+	// Non-blocking, so closing it ends a relay's pending read.
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fds[0]), string(name[:n]))
+	con, err := console.ConsoleFromFile(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return con, nil
+}

@@ -1,0 +1,133 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/cgroups"
+
+	"github.com/uvmgcs/gcs/protocol"
+)
+
+// Properties answers GetProperties: the process list and cgroup statistics.
+func (m *Manager) Properties(ctx context.Context, id string, q protocol.PropertyQuery) (*protocol.Properties, error) {
+	c, err := m.get(id)
+	if err != nil {
+		return nil, err
+	}
+	var props protocol.Properties
+	for _, t := range q.PropertyTypes {
+		switch t {
+		case protocol.PropertyTypeProcessList:
+			pids, err := c.lc.Processes()
+			if err != nil {
+				return nil, fmt.Errorf("list processes: %w", err)
+			}
+			props.ProcessList = make([]protocol.ProcessDetails, 0, len(pids))
+			for _, pid := range pids {
+				props.ProcessList = append(props.ProcessList, protocol.ProcessDetails{ProcessID: uint32(pid)})
+			}
+		case protocol.PropertyTypeStatistics:
+			st, err := c.lc.Stats()
+			if err != nil {
+				return nil, fmt.Errorf("statistics: %w", err)
+			}
+			b, err := json.Marshal(metrics(st.CgroupStats))
+			if err != nil {
+				return nil, err
+			}
+			props.LCOWMetrics = b
+		default:
+			return nil, fmt.Errorf("property type %q: %w", t, protocol.HrNotImpl)
+		}
+	}
+	return &props, nil
+}
+
+func metrics(s *cgroups.Stats) *protocol.Metrics {
+	if s == nil {
+		return &protocol.Metrics{}
+	}
+	cpu := s.CpuStats
+	mem := s.MemoryStats
+	out := &protocol.Metrics{
+		Pids: &protocol.PidsStat{Current: s.PidsStats.Current, Limit: s.PidsStats.Limit},
+		CPU: &protocol.CPUStat{
+			Usage: &protocol.CPUUsage{
+				Total: cpu.CpuUsage.TotalUsage, Kernel: cpu.CpuUsage.UsageInKernelmode,
+				User: cpu.CpuUsage.UsageInUsermode, PerCPU: cpu.CpuUsage.PercpuUsage,
+			},
+			Throttling: &protocol.Throttled{
+				Periods: cpu.ThrottlingData.Periods, ThrottledPeriods: cpu.ThrottlingData.ThrottledPeriods,
+				ThrottledTime: cpu.ThrottlingData.ThrottledTime,
+			},
+		},
+		Memory: &protocol.MemoryStat{
+			Cache: mem.Cache,
+			Usage: &protocol.MemoryEntry{Limit: mem.Usage.Limit, Usage: mem.Usage.Usage, Max: mem.Usage.MaxUsage, Failcnt: mem.Usage.Failcnt},
+			Swap:  &protocol.MemoryEntry{Limit: mem.SwapUsage.Limit, Usage: mem.SwapUsage.Usage, Max: mem.SwapUsage.MaxUsage, Failcnt: mem.SwapUsage.Failcnt},
+		},
+		Blkio: &protocol.BlkIOStat{
+			IoServiceBytesRecursive: blkio(s.BlkioStats.IoServiceBytesRecursive),
+			IoServicedRecursive:     blkio(s.BlkioStats.IoServicedRecursive),
+		},
+	}
+	return out
+}
+
+func blkio(es []cgroups.BlkioStatEntry) []protocol.BlkIOEntry {
+	out := make([]protocol.BlkIOEntry, 0, len(es))
+	for _, e := range es {
+		out = append(out, protocol.BlkIOEntry{Op: e.Op, Major: e.Major, Minor: e.Minor, Value: e.Value})
+	}
+	return out
+}
+
+// watchOOM records an OOM kill in the container's cgroup as it happens.
+func (c *Container) watchOOM(ctx context.Context) {
+	ch, err := c.lc.NotifyOOM()
+	if err != nil {
+		return // oomKilled's counter check still covers it
+	}
+	go func() {
+		for range ch {
+			c.mu.Lock()
+			c.oom = true
+			c.mu.Unlock()
+		}
+	}()
+}
+
+// oomKilled reads the cgroup's OOM-kill counter: memory.events (v2) or
+// memory.oom_control (v1).
+func (c *Container) oomKilled() bool {
+	st, err := c.lc.State()
+	if err != nil {
+		return false
+	}
+	for key, dir := range st.CgroupPaths {
+		if key != "memory" && key != "" {
+			continue
+		}
+		for _, f := range []string{"memory.events", "memory.oom_control"} {
+			b, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				k, v, ok := strings.Cut(line, " ")
+				if ok && k == "oom_kill" {
+					if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}

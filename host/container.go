@@ -1,0 +1,226 @@
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/uvmgcs/gcs/protocol"
+)
+
+// Container is a container in the guest.
+type Container struct {
+	gc *GuestConnection
+	id string
+
+	exited chan struct{}
+	note   protocol.ContainerNotificationMessage
+	info   protocol.ExitInfo
+	err    error
+}
+
+// GuestBundleRoot is where the guest keeps container bundles.
+const GuestBundleRoot = "/run/gcs/c"
+
+// CreateContainer creates container id in the guest from spec. Its root
+// filesystem (spec.Root.Path) must already be in place in the guest. The
+// init starts with the first CreateProcess.
+func (gc *GuestConnection) CreateContainer(ctx context.Context, id string, spec *specs.Spec) (*Container, error) {
+	sj, err := json.Marshal(spec)
+	if err != nil {
+		return nil, fmt.Errorf("encode spec: %w", err)
+	}
+	cj, err := json.Marshal(protocol.ContainerConfig{
+		SchemaVersion:    protocol.SchemaVersion{Major: 2, Minor: 1},
+		OciBundlePath:    path.Join(GuestBundleRoot, id),
+		OciSpecification: sj,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Subscribe first: the exit may come before anyone waits.
+	notes := gc.Notifications(id)
+	if notes == nil {
+		return nil, errors.New("too many containers on this connection")
+	}
+	err = gc.RPC(ctx, protocol.Create, &protocol.CreateRequest{
+		RequestBase:     protocol.RequestBase{ContainerID: id},
+		ContainerConfig: string(cj),
+	}, &protocol.CreateResponse{})
+	if err != nil {
+		if !IsAlreadyExists(err) {
+			gc.ForgetNotifications(id)
+		}
+		return nil, err
+	}
+	c := &Container{gc: gc, id: id, exited: make(chan struct{})}
+	go c.watch(notes)
+	return c, nil
+}
+
+// watch waits for the container's exit notification.
+func (c *Container) watch(notes <-chan protocol.ContainerNotificationMessage) {
+	select {
+	case n := <-notes:
+		c.note = n
+		c.info = protocol.ExitInfo{ExitCode: int(n.Result)}
+		var s string
+		if len(n.ResultInfo) > 0 && json.Unmarshal(n.ResultInfo, &s) == nil {
+			_ = json.Unmarshal([]byte(s), &c.info)
+		}
+	case <-c.gc.Done():
+		c.err = c.gc.Err()
+	}
+	close(c.exited)
+}
+
+// ID is the container's id.
+func (c *Container) ID() string { return c.id }
+
+// CreateProcess starts a process in the container: its init when
+// params.OciProcess is empty (the first call), else an exec.
+func (c *Container) CreateProcess(ctx context.Context, params *protocol.ProcessParameters) (*Process, error) {
+	return c.gc.ExecProcess(ctx, c.id, params)
+}
+
+// Exec runs process p in the running container with the stdio params asks
+// for (its command fields are ignored: p says what runs).
+func (c *Container) Exec(ctx context.Context, p *specs.Process, params *protocol.ProcessParameters) (*Process, error) {
+	pj, err := json.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	q := *params
+	q.OciProcess = pj
+	q.EmulateConsole = q.EmulateConsole || p.Terminal
+	return c.gc.ExecProcess(ctx, c.id, &q)
+}
+
+// Shutdown asks the init to stop (SIGTERM). A container that already
+// stopped is not an error.
+func (c *Container) Shutdown(ctx context.Context) error {
+	return ignoreStopped(c.gc.RPC(ctx, protocol.ShutdownGraceful, &protocol.RequestBase{ContainerID: c.id}, nil))
+}
+
+// Terminate kills the init (SIGKILL). A container that already stopped is
+// not an error.
+func (c *Container) Terminate(ctx context.Context) error {
+	return ignoreStopped(c.gc.RPC(ctx, protocol.ShutdownForced, &protocol.RequestBase{ContainerID: c.id}, nil))
+}
+
+func ignoreStopped(err error) error {
+	if errors.Is(err, protocol.HrVmcomputeSystemAlreadyStopped) || errors.Is(err, protocol.HrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Pause freezes the container. It needs a guest that announced
+// UvmgcsPauseResumeSupported.
+func (c *Container) Pause(ctx context.Context) error {
+	if !c.gc.caps.GuestDefinedCapabilities.UvmgcsPauseResumeSupported {
+		return fmt.Errorf("guest does not support pause: %w", protocol.HrNotImpl)
+	}
+	return c.gc.RPC(ctx, protocol.Pause, &protocol.RequestBase{ContainerID: c.id}, nil)
+}
+
+// Resume thaws a paused container.
+func (c *Container) Resume(ctx context.Context) error {
+	if !c.gc.caps.GuestDefinedCapabilities.UvmgcsPauseResumeSupported {
+		return fmt.Errorf("guest does not support resume: %w", protocol.HrNotImpl)
+	}
+	return c.gc.RPC(ctx, protocol.Resume, &protocol.RequestBase{ContainerID: c.id}, nil)
+}
+
+// Update changes the running container's resource limits.
+func (c *Container) Update(ctx context.Context, r *specs.LinuxResources) error {
+	b, err := json.Marshal(protocol.ContainerConstraints{Linux: r})
+	if err != nil {
+		return err
+	}
+	return c.gc.Modify(ctx, c.id, protocol.ModificationRequest{
+		ResourceType: protocol.ResourceContainerConstraints,
+		RequestType:  protocol.RequestTypeUpdate,
+		Settings:     b,
+	})
+}
+
+// Properties returns the container's process list and statistics.
+func (c *Container) Properties(ctx context.Context, types ...string) (*protocol.Properties, *protocol.Metrics, error) {
+	q, err := json.Marshal(protocol.PropertyQuery{PropertyTypes: types})
+	if err != nil {
+		return nil, nil, err
+	}
+	var resp protocol.GetPropertiesResponse
+	if err := c.gc.RPC(ctx, protocol.GetProperties, &protocol.GetPropertiesRequest{
+		RequestBase: protocol.RequestBase{ContainerID: c.id},
+		Query:       string(q),
+	}, &resp); err != nil {
+		return nil, nil, err
+	}
+	var props protocol.Properties
+	if err := json.Unmarshal([]byte(resp.Properties), &props); err != nil {
+		return nil, nil, fmt.Errorf("decode properties: %w", err)
+	}
+	var m *protocol.Metrics
+	if len(props.LCOWMetrics) > 0 {
+		m = new(protocol.Metrics)
+		if err := json.Unmarshal(props.LCOWMetrics, m); err != nil {
+			return nil, nil, fmt.Errorf("decode metrics: %w", err)
+		}
+	}
+	return &props, m, nil
+}
+
+// Wait blocks until the container's init has exited (its exit
+// notification arrived); the error is the connection's, not the exit.
+func (c *Container) Wait() error {
+	<-c.exited
+	return c.err
+}
+
+// WaitChannel is closed when Wait would return.
+func (c *Container) WaitChannel() <-chan struct{} { return c.exited }
+
+// ExitCode is the init's exit code once the container has exited.
+func (c *Container) ExitCode() (int, error) {
+	select {
+	case <-c.exited:
+		if c.err != nil {
+			return -1, c.err
+		}
+		return c.info.ExitCode, nil
+	default:
+		return -1, fmt.Errorf("container %q has not exited: %w", c.id, protocol.HrVmcomputeInvalidState)
+	}
+}
+
+// OOMKilled reports whether the container's exit came from the OOM killer.
+func (c *Container) OOMKilled() bool {
+	select {
+	case <-c.exited:
+		return c.info.OOMKilled
+	default:
+		return false
+	}
+}
+
+// ExitNotification is the exit notification as the guest sent it.
+func (c *Container) ExitNotification() protocol.ContainerNotificationMessage {
+	<-c.exited
+	return c.note
+}
+
+// Delete removes the stopped container's state in the guest.
+func (c *Container) Delete(ctx context.Context) error {
+	err := c.gc.RPC(ctx, protocol.DeleteContainerState, &protocol.RequestBase{ContainerID: c.id}, nil)
+	if err == nil || IsNotFound(err) {
+		c.gc.ForgetNotifications(c.id)
+		return nil
+	}
+	return err
+}
