@@ -131,10 +131,13 @@ func (a *ctrAgent) create(t testing.TB, spec *specs.Spec) *host.Container {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		c.Terminate(ctx)
-		select {
-		case <-c.WaitChannel():
-		case <-time.After(20 * time.Second):
+		// A container that never started has no exit to wait for.
+		if err := c.Terminate(ctx); err == nil {
+			select {
+			case <-c.WaitChannel():
+			case <-time.After(20 * time.Second):
+				t.Errorf("%s did not exit after terminate", id)
+			}
 		}
 		if err := c.Delete(ctx); err != nil {
 			t.Errorf("delete %s: %v", id, err)

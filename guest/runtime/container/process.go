@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -105,7 +106,10 @@ func (c *Container) start(ctx context.Context, sp *specs.Process, params *protoc
 // startError maps libcontainer's start failures onto results the host can
 // act on.
 func startError(err error) error {
-	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) {
+	// The init's own failures arrive as text.
+	msg := err.Error()
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOENT) ||
+		strings.Contains(msg, "no such file or directory") || strings.Contains(msg, "executable file not found") {
 		return fmt.Errorf("start: %w: %w", err, protocol.HrNotFound)
 	}
 	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.ENOEXEC) {
