@@ -224,3 +224,40 @@ func (c *Container) Delete(ctx context.Context) error {
 	}
 	return err
 }
+
+// OpenContainer returns a handle on container id, which exists in the guest
+// already (created by another connection, e.g. an earlier host-bridge run).
+func (gc *GuestConnection) OpenContainer(id string) *Container {
+	c := &Container{gc: gc, id: id, exited: make(chan struct{})}
+	go c.watch(gc.Notifications(id))
+	return c
+}
+
+// State reports the container's state (a uvmgcs extension).
+func (c *Container) State(ctx context.Context) (*protocol.ContainerState, error) {
+	props, _, err := c.Properties(ctx, protocol.PropertyTypeUvmgcsState)
+	if err != nil {
+		return nil, err
+	}
+	if props.UvmgcsState == nil {
+		return nil, fmt.Errorf("guest sent no state: %w", protocol.HrNotImpl)
+	}
+	return props.UvmgcsState, nil
+}
+
+// ListContainers reports every container in the guest (a uvmgcs extension).
+func (gc *GuestConnection) ListContainers(ctx context.Context) ([]protocol.ContainerState, error) {
+	q, _ := json.Marshal(protocol.PropertyQuery{PropertyTypes: []string{protocol.PropertyTypeUvmgcsContainers}})
+	var resp protocol.GetPropertiesResponse
+	if err := gc.RPC(ctx, protocol.GetProperties, &protocol.GetPropertiesRequest{
+		RequestBase: protocol.RequestBase{ContainerID: protocol.UVMContainerID},
+		Query:       string(q),
+	}, &resp); err != nil {
+		return nil, err
+	}
+	var props protocol.Properties
+	if err := json.Unmarshal([]byte(resp.Properties), &props); err != nil {
+		return nil, fmt.Errorf("decode properties: %w", err)
+	}
+	return props.UvmgcsContainers, nil
+}

@@ -221,7 +221,30 @@ type GetPropertiesRequest struct {
 const (
 	PropertyTypeProcessList = "ProcessList"
 	PropertyTypeStatistics  = "Statistics"
+	// PropertyTypeUvmgcsState (extension) asks for a container's state.
+	PropertyTypeUvmgcsState = "UvmgcsState"
+	// PropertyTypeUvmgcsContainers (extension, on the utility VM's id)
+	// asks for every container's state.
+	PropertyTypeUvmgcsContainers = "UvmgcsContainers"
 )
+
+// Container states in ContainerState.Status, as runc names them.
+const (
+	StatusCreated = "created"
+	StatusRunning = "running"
+	StatusPaused  = "paused"
+	StatusStopped = "stopped"
+)
+
+// ContainerState is a container as the extension property types report it.
+type ContainerState struct {
+	ID       string `json:"Id"`
+	Status   string
+	Pid      int    `json:",omitempty"`
+	Bundle   string `json:",omitempty"`
+	Rootfs   string `json:",omitempty"`
+	ExitCode int    `json:",omitempty"`
+}
 
 // PropertyQuery is the decoded GetPropertiesRequest.Query.
 type PropertyQuery struct {
@@ -245,6 +268,9 @@ type ProcessDetails struct {
 type Properties struct {
 	ProcessList []ProcessDetails `json:",omitempty"`
 	LCOWMetrics json.RawMessage  `json:",omitempty"`
+	// Extensions; hcsshim never asks for them.
+	UvmgcsState      *ContainerState  `json:",omitempty"`
+	UvmgcsContainers []ContainerState `json:",omitempty"`
 }
 
 // Modify request types.

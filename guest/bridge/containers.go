@@ -24,6 +24,7 @@ type Containers interface {
 	Resume(ctx context.Context, id string) error
 	Update(ctx context.Context, id string, r *specs.LinuxResources) error
 	Properties(ctx context.Context, id string, q protocol.PropertyQuery) (*protocol.Properties, error)
+	List(ctx context.Context) []protocol.ContainerState
 }
 
 func (u *UVM) registerContainers(m *Mux) {
@@ -101,10 +102,6 @@ func (u *UVM) resume(ctx context.Context, req *Request) (protocol.Response, erro
 }
 
 func (u *UVM) getProperties(ctx context.Context, req *Request) (protocol.Response, error) {
-	id, err := forContainer(req)
-	if err != nil {
-		return nil, err
-	}
 	var r protocol.GetPropertiesRequest
 	if err := req.Decode(&r); err != nil {
 		return nil, err
@@ -115,9 +112,18 @@ func (u *UVM) getProperties(ctx context.Context, req *Request) (protocol.Respons
 			return nil, err
 		}
 	}
-	props, err := u.Containers.Properties(ctx, id, q)
-	if err != nil {
-		return nil, err
+	var props *protocol.Properties
+	if req.Base.ContainerID == protocol.UVMContainerID {
+		// The utility VM's only property is the container list.
+		if len(q.PropertyTypes) != 1 || q.PropertyTypes[0] != protocol.PropertyTypeUvmgcsContainers {
+			return nil, fmt.Errorf("utility VM properties %v: %w", q.PropertyTypes, protocol.HrNotImpl)
+		}
+		props = &protocol.Properties{UvmgcsContainers: u.Containers.List(ctx)}
+	} else {
+		var err error
+		if props, err = u.Containers.Properties(ctx, req.Base.ContainerID, q); err != nil {
+			return nil, err
+		}
 	}
 	b, err := json.Marshal(props)
 	if err != nil {

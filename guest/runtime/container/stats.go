@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/runc/libcontainer"
 
 	"github.com/uvmgcs/gcs/protocol"
 )
@@ -42,11 +44,58 @@ func (m *Manager) Properties(ctx context.Context, id string, q protocol.Property
 				return nil, err
 			}
 			props.LCOWMetrics = b
+		case protocol.PropertyTypeUvmgcsState:
+			st := c.describe()
+			props.UvmgcsState = &st
 		default:
 			return nil, fmt.Errorf("property type %q: %w", t, protocol.HrNotImpl)
 		}
 	}
 	return &props, nil
+}
+
+// List describes every container.
+func (m *Manager) List(ctx context.Context) []protocol.ContainerState {
+	m.mu.Lock()
+	cs := make([]*Container, 0, len(m.containers))
+	for _, c := range m.containers {
+		if c != nil {
+			cs = append(cs, c)
+		}
+	}
+	m.mu.Unlock()
+	out := make([]protocol.ContainerState, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.describe())
+	}
+	slices.SortFunc(out, func(a, b protocol.ContainerState) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// describe reports the container's state as runc would.
+func (c *Container) describe() protocol.ContainerState {
+	c.mu.Lock()
+	st := protocol.ContainerState{ID: c.id, Bundle: c.b.dir, Rootfs: c.b.spec.Root.Path}
+	switch c.state {
+	case created:
+		st.Status = protocol.StatusCreated
+	case running:
+		st.Status, st.Pid = protocol.StatusRunning, c.init.pid
+	case stopped:
+		st.Status = protocol.StatusStopped
+		select {
+		case <-c.init.done:
+			st.ExitCode = c.init.code
+		default:
+		}
+	}
+	c.mu.Unlock()
+	if st.Status == protocol.StatusRunning {
+		if s, err := c.lc.Status(); err == nil && s == libcontainer.Paused {
+			st.Status = protocol.StatusPaused
+		}
+	}
+	return st
 }
 
 func metrics(s *cgroups.Stats) *protocol.Metrics {
