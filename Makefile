@@ -13,9 +13,9 @@ STATIC  := -tags 'seccomp netgo osusergo' -ldflags '-s -w -extldflags -static'
 GCS     := $(abspath $(OUT)/gcs)
 HOSTBR  := $(abspath $(OUT)/host-bridge)
 # Unit packages also run under the race detector.
-RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/... ./host/...
+RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/... ./host/
 
-.PHONY: all build deps test bench run clean FORCE
+.PHONY: all build deps bench-deps apt-install test bench run clean FORCE
 
 all: build
 
@@ -31,7 +31,14 @@ $(OUT)/host-bridge: FORCE
 	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o $@ ./cmd/host-bridge
 
 deps:
-	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@$(MAKE) --no-print-directory apt-install PKGS="$(APT_PKGS)"
+
+# Debian's runc and crun: the baselines container benchmarks compare with.
+bench-deps:
+	@$(MAKE) --no-print-directory apt-install PKGS="runc crun"
+
+apt-install:
+	@missing=$$(for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -45,7 +52,7 @@ test: deps build
 	GCS_BINARY=$(GCS) $(GO) test -count=1 -v -timeout 20m ./... 2>&1 | tee $(OUT)/test.log; exit $${PIPESTATUS[0]}
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
 
-bench: deps build
+bench: deps bench-deps build
 	GCS_BINARY=$(GCS) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
 
 clean:

@@ -1,0 +1,157 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/uvmgcs/gcs/protocol"
+)
+
+func TestValidateID(t *testing.T) {
+	for _, id := range []string{"a", "pod-1_x.y", strings.Repeat("a", maxIDLength)} {
+		if err := ValidateID(id); err != nil {
+			t.Errorf("ValidateID(%q) = %v", id, err)
+		}
+	}
+	for _, id := range []string{"", ".", "..", "../x", "a/b", "-a", ".hidden", "a b", strings.Repeat("a", maxIDLength+1), protocol.UVMContainerID} {
+		if err := ValidateID(id); !errors.Is(err, protocol.HrInvalidArg) {
+			t.Errorf("ValidateID(%q) = %v, want E_INVALIDARG", id, err)
+		}
+	}
+}
+
+func newTestManager(t *testing.T) *Manager {
+	t.Helper()
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(resolv, []byte("nameserver 10.0.0.1\n"), 0o644)
+	m, err := New(Config{StateRoot: t.TempDir(), CgroupParent: "/test", ResolvConf: resolv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func config(t *testing.T, s *specs.Spec) *protocol.ContainerConfig {
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &protocol.ContainerConfig{SchemaVersion: protocol.SchemaVersion{Major: 2, Minor: 1}, OciSpecification: b}
+}
+
+func TestPrepare(t *testing.T) {
+	m := newTestManager(t)
+	rootfs := filepath.Join(m.cfg.StateRoot, "layers", "r")
+	os.MkdirAll(rootfs, 0o755)
+	s := specconv.Example()
+	s.Root.Path = rootfs
+	s.Hostname = "h1"
+	b, err := m.prepare(context.Background(), "c1", config(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.spec.Linux.CgroupsPath; got != "/test/c1" {
+		t.Errorf("cgroups path %q", got)
+	}
+	if b.config.Rootfs != rootfs || b.config.Hostname != "h1" {
+		t.Errorf("config rootfs %q hostname %q", b.config.Rootfs, b.config.Hostname)
+	}
+	hosts, _ := os.ReadFile(filepath.Join(b.dir, "hosts"))
+	resolv, _ := os.ReadFile(filepath.Join(b.dir, "resolv.conf"))
+	if !strings.Contains(string(hosts), "h1") || string(resolv) != "nameserver 10.0.0.1\n" {
+		t.Errorf("hosts %q resolv %q", hosts, resolv)
+	}
+	mounted := map[string]bool{}
+	for _, mt := range b.spec.Mounts {
+		mounted[mt.Destination] = mt.Source == filepath.Join(b.dir, filepath.Base(mt.Destination))
+	}
+	for _, f := range []string{"/etc/hosts", "/etc/resolv.conf", "/etc/hostname"} {
+		if !mounted[f] {
+			t.Errorf("%s is not bound from the bundle", f)
+		}
+	}
+
+	bad := func(name string, mutate func(*specs.Spec), want protocol.HResult) {
+		t.Helper()
+		s := specconv.Example()
+		s.Root.Path = rootfs
+		mutate(s)
+		if _, err := m.prepare(context.Background(), "bad", config(t, s)); !errors.Is(err, want) {
+			t.Errorf("%s: %v, want %v", name, err, want)
+		}
+		if _, err := os.Stat(filepath.Join(m.cfg.StateRoot, "c", "bad")); !os.IsNotExist(err) {
+			t.Errorf("%s: bundle directory left behind", name)
+		}
+	}
+	bad("rootfs outside", func(s *specs.Spec) { s.Root.Path = "/" }, protocol.HrInvalidArg)
+	bad("rootfs symlink out", func(s *specs.Spec) {
+		l := filepath.Join(m.cfg.StateRoot, "link")
+		os.Symlink("/usr", l)
+		s.Root.Path = l
+	}, protocol.HrInvalidArg)
+	bad("missing rootfs", func(s *specs.Spec) { s.Root.Path = rootfs + "/nope" }, protocol.HrInvalidArg)
+	bad("no process", func(s *specs.Spec) { s.Process = nil }, protocol.HrInvalidArg)
+	bad("relative cgroups path", func(s *specs.Spec) { s.Linux.CgroupsPath = "x/../y" }, protocol.HrInvalidArg)
+	bad("tiny memory", func(s *specs.Spec) {
+		s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: ptr(int64(1000))}}
+	}, protocol.HrInvalidArg)
+	bad("workload without sandbox", func(s *specs.Spec) {
+		s.Annotations = map[string]string{annotationContainerType: containerTypeContainer, annotationSandboxID: "nope"}
+	}, protocol.HrVmcomputeSystemNotFound)
+
+	c := config(t, specconv.Example())
+	c.SchemaVersion.Major = 1
+	if _, err := m.prepare(context.Background(), "v1", c); !errors.Is(err, protocol.HrInvalidArg) {
+		t.Errorf("schema 1: %v", err)
+	}
+	c.SchemaVersion.Major, c.OciSpecification = 2, []byte(`{"process":`)
+	if _, err := m.prepare(context.Background(), "badjson", c); !errors.Is(err, protocol.HrVmcomputeInvalidJSON) {
+		t.Errorf("bad json: %v", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestNewLibcontainerProcess(t *testing.T) {
+	p, err := newLibcontainerProcess(&specs.Process{
+		Args:    []string{"x"},
+		User:    specs.User{UID: 5, GID: 6, AdditionalGids: []uint32{7}},
+		Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 10, Soft: 9}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.UID != 5 || p.GID != 6 || len(p.AdditionalGroups) != 1 || p.Cwd != "/" || p.Rlimits[0].Soft != 9 ||
+		len(p.Env) != 1 || !strings.HasPrefix(p.Env[0], "PATH=") {
+		t.Fatalf("process %+v", p)
+	}
+	if _, err := newLibcontainerProcess(&specs.Process{Args: []string{"x"}, Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_BOGUS"}}}); !errors.Is(err, protocol.HrInvalidArg) {
+		t.Fatalf("bogus rlimit: %v", err)
+	}
+	if _, err := newLibcontainerProcess(&specs.Process{}); !errors.Is(err, protocol.HrInvalidArg) {
+		t.Fatalf("no args: %v", err)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	var s cgroups.Stats
+	s.CpuStats.CpuUsage.TotalUsage = 10
+	s.MemoryStats.Usage = cgroups.MemoryData{Usage: 20, Limit: 30}
+	s.PidsStats.Current = 2
+	s.BlkioStats.IoServiceBytesRecursive = []cgroups.BlkioStatEntry{{Major: 8, Op: "Read", Value: 4}}
+	b, _ := json.Marshal(metrics(&s))
+	for _, want := range []string{`"cpu":{"usage":{"total":10}`, `"usage":{"limit":30,"usage":20}`, `"pids":{"current":2}`, `"io_service_bytes_recursive":[{"op":"Read","major":8,"value":4}]`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics %s lacks %s", b, want)
+		}
+	}
+}
