@@ -32,13 +32,16 @@ func startGuest(t *testing.T) *guest {
 	}
 	defer l.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	procs := runtime.NewProcesses(u, runtime.NewReaper())
+	reaper := runtime.NewReaper()
+	rctx, stopReaper := context.WithCancel(context.Background())
+	go reaper.Run(rctx)
+	procs := runtime.NewProcesses(u, reaper)
 	mux := bridge.NewMux()
 	(&bridge.UVM{Processes: procs}).Register(mux)
 	b := bridge.New(bridge.Config{Handler: mux, Capabilities: bridge.LinuxCapabilities(false)})
 	stopped := make(chan struct{})
 	go func() { b.Run(ctx, u); close(stopped) }()
-	t.Cleanup(func() { cancel(); <-stopped; procs.Close(context.Background()) })
+	t.Cleanup(func() { cancel(); <-stopped; procs.Close(context.Background()); stopReaper() })
 
 	c, err := l.Accept()
 	if err != nil {

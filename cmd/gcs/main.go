@@ -75,8 +75,12 @@ func run(o options) error {
 	defer cancel()
 	ctx = log.WithLogger(ctx, logrus.NewEntry(logger))
 
+	// The reaper outlives the bridge: shutting down waits for the
+	// processes it kills, and their exits arrive through it.
 	reaper := runtime.NewReaper()
-	go reaper.Run(ctx)
+	reaperCtx, stopReaper := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopReaper()
+	go reaper.Run(reaperCtx)
 	procs := runtime.NewProcesses(dialer, reaper)
 	defer procs.Close(context.WithoutCancel(ctx))
 

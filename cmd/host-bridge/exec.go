@@ -8,37 +8,54 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"sync"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
-	"github.com/containerd/console"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/uvmgcs/gcs/host"
 	"github.com/uvmgcs/gcs/host/hostmode"
-	"github.com/uvmgcs/gcs/protocol"
 	"github.com/uvmgcs/gcs/transport"
 )
 
+// execMain runs one process, in the utility VM or (with --container) in a
+// running container, and relays its stdio.
 func execMain(args []string) (int, error) {
 	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
 	dir := fs.String("socket-dir", "", "directory of the unix transport's sockets")
 	guest := fs.String("guest", "", "start this gcs binary on this host (host mode) instead of waiting for a VM's agent")
+	ctr := fs.String("container", "", "run the command in this running container instead of the utility VM")
 	tty := fs.Bool("t", false, "allocate a terminal")
 	interactive := fs.Bool("i", false, "keep stdin open")
 	cwd := fs.String("cwd", "/", "working directory")
-	timeout := fs.Duration("connect-timeout", 30*time.Second, "how long to wait for the agent to connect")
+	user := fs.String("user", "", "UID[:GID] to run as in the container (default 0:0)")
+	timeout := fs.Duration("connect-timeout", defaultConnectTimeout, "how long to wait for the agent to connect")
 	var env multiFlag
 	fs.Var(&env, "env", "KEY=VALUE environment entry (repeatable)")
 	if err := fs.Parse(args); err != nil {
-		return 2, err
+		return 2, usageError{err}
 	}
 	argv := fs.Args()
-	if len(argv) == 0 {
-		return 2, errors.New("exec: no command given")
+	switch {
+	case len(argv) == 0:
+		return 2, usageError{errors.New("exec: no command given")}
+	case *dir == "" && *guest == "":
+		return 2, usageError{errors.New("exec: --socket-dir or --guest is required")}
+	case *ctr != "" && *guest != "":
+		return 2, usageError{errors.New("exec: --container needs a running agent (--socket-dir), not --guest")}
+	case *ctr == "" && *user != "":
+		return 2, usageError{errors.New("exec: --user needs --container")}
 	}
-	if *dir == "" && *guest == "" {
-		return 2, errors.New("exec: --socket-dir or --guest is required")
+	var proc *specs.Process
+	if *ctr != "" {
+		u, err := parseUser(*user)
+		if err != nil {
+			return 2, usageError{err}
+		}
+		proc = &specs.Process{Args: argv, Env: envList(env), Cwd: *cwd, Terminal: *tty, User: u}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
@@ -51,55 +68,23 @@ func execMain(args []string) (int, error) {
 	}
 	defer cleanup()
 
-	params := &protocol.ProcessParameters{
-		CommandArgs:      argv,
-		WorkingDirectory: *cwd,
-		Environment:      envMap(env),
-		EmulateConsole:   *tty,
-		CreateStdInPipe:  *interactive || *tty,
-		CreateStdOutPipe: true,
-		CreateStdErrPipe: !*tty,
-	}
+	params := stdioParams(*tty, *interactive)
 	if *tty {
-		if c, err := console.ConsoleFromFile(os.Stdin); err == nil {
-			if sz, err := c.Size(); err == nil {
-				params.ConsoleSize = []uint16{sz.Height, sz.Width}
-			}
-			if err := c.SetRaw(); err == nil {
-				defer c.Reset()
-			}
-		}
+		defer localConsole(params)()
 	}
-	p, err := gc.CreateProcess(ctx, params)
+	var p *host.Process
+	if proc != nil {
+		if p, err = gc.OpenContainer(*ctr).Exec(ctx, proc, params); err != nil {
+			err = fmt.Errorf("exec in %q: %w", *ctr, err)
+		}
+	} else {
+		params.CommandArgs, params.WorkingDirectory, params.Environment = argv, *cwd, envMap(env)
+		p, err = gc.CreateProcess(ctx, params)
+	}
 	if err != nil {
 		return 1, err
 	}
-	defer p.Close()
-	if *tty {
-		go forwardResize(ctx, p)
-	}
-	var wg sync.WaitGroup
-	if in := p.Stdin(); in != nil {
-		go func() {
-			io.Copy(in, os.Stdin)
-			in.Close()
-		}()
-	}
-	if out := p.Stdout(); out != nil {
-		wg.Go(func() { io.Copy(os.Stdout, out) })
-	}
-	if errOut := p.Stderr(); errOut != nil {
-		wg.Go(func() { io.Copy(os.Stderr, errOut) })
-	}
-	go func() {
-		<-ctx.Done() // interrupted: stop the process, then report its exit
-		p.Signal(context.Background(), int(unix.SIGTERM))
-	}()
-	if err := p.Wait(); err != nil {
-		return 1, err
-	}
-	wg.Wait()
-	return p.ExitCode()
+	return attach(ctx, p, *tty)
 }
 
 // connect returns a negotiated connection: from an agent started here (host
@@ -140,26 +125,6 @@ func connect(ctx context.Context, dir, guest string) (*host.GuestConnection, fun
 	return gc, func() { gc.Close() }, nil
 }
 
-func forwardResize(ctx context.Context, p *host.Process) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, unix.SIGWINCH)
-	defer signal.Stop(ch)
-	c, err := console.ConsoleFromFile(os.Stdin)
-	if err != nil {
-		return
-	}
-	for {
-		select {
-		case <-ch:
-			if sz, err := c.Size(); err == nil {
-				p.ResizeConsole(ctx, sz.Height, sz.Width)
-			}
-		case <-p.WaitChannel():
-			return
-		}
-	}
-}
-
 // agentLog is where a host-mode agent's log goes: stderr when
 // HOST_BRIDGE_AGENT_LOG=1, else nowhere.
 func agentLog() io.Writer {
@@ -180,6 +145,38 @@ func envMap(env []string) map[string]string {
 		}
 	}
 	return m
+}
+
+// envList is envMap as sorted KEY=VALUE entries (an OCI process's Env).
+func envList(env []string) []string {
+	var l []string
+	for k, v := range envMap(env) {
+		l = append(l, k+"="+v)
+	}
+	slices.Sort(l)
+	return l
+}
+
+// parseUser parses UID[:GID]; empty is root.
+func parseUser(s string) (specs.User, error) {
+	var u specs.User
+	if s == "" {
+		return u, nil
+	}
+	uid, gid, hasGID := strings.Cut(s, ":")
+	n, err := strconv.ParseUint(uid, 10, 32)
+	if err != nil {
+		return u, fmt.Errorf("--user %q: want UID[:GID]: %w", s, err)
+	}
+	u.UID = uint32(n)
+	if hasGID {
+		n, err := strconv.ParseUint(gid, 10, 32)
+		if err != nil {
+			return u, fmt.Errorf("--user %q: want UID[:GID]: %w", s, err)
+		}
+		u.GID = uint32(n)
+	}
+	return u, nil
 }
 
 type multiFlag []string

@@ -1,24 +1,97 @@
 // Command host-bridge drives a gcs agent from the host with runc-like verbs.
 //
-//	host-bridge exec --socket-dir DIR [--guest PATH] [-i] [-t] -- cmd args...
+//	host-bridge exec   --socket-dir DIR [--guest PATH] [-i] [-t] [--container ID] -- cmd args...
+//	host-bridge create --socket-dir DIR [--bundle B] ID
+//	host-bridge start  --socket-dir DIR [-d] [-t] ID
+//	host-bridge run    --socket-dir DIR [--bundle B] [-d] [--keep] ID
+//	host-bridge ps     --socket-dir DIR ID
+//	host-bridge kill   --socket-dir DIR ID [SIGNAL]
+//	host-bridge state  --socket-dir DIR ID
+//	host-bridge pause  --socket-dir DIR ID
+//	host-bridge resume --socket-dir DIR ID
+//	host-bridge delete --socket-dir DIR [-f] ID
+//	host-bridge list   --socket-dir DIR [-q] [--format table|json]
 //
-// exec listens for the agent on DIR (the unix transport: DIR/40000000 for the
-// bridge), runs one process in the utility VM, streams its stdio and exits
-// with its exit code. With --guest it first starts that gcs binary on this
-// host in a private mount namespace (host mode) instead of waiting for a VM's
-// agent to dial in.
+// Every verb listens for the agent on DIR (the unix transport: DIR/40000000
+// for the bridge), takes its next connection and closes it when done. The
+// agent serves one connection at a time and redials within a second after
+// one closes, so verbs run one after another: while an attached start, run
+// or exec holds the connection, another verb waits for it
+// (--connect-timeout, 30s by default).
+//
+// exec runs one process in the utility VM, or with --container in a running
+// container, streams its stdio and exits with its exit code. With --guest
+// it first starts that gcs binary on this host in a private mount namespace
+// (host mode) instead of waiting for a VM's agent to dial in.
+//
+// The container verbs act on containers of an agent that is already
+// running. create reads BUNDLE/config.json (a relative root.path is taken
+// from the bundle directory; the root filesystem must lie inside the
+// agent's state root). start runs the container's init: with -d it returns
+// at once, else it relays stdio and exits with the init's exit code. run is
+// create and start; attached, it deletes the container after the init exits
+// unless --keep is given.
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 )
 
-const usage = `usage: host-bridge <command> [flags] [-- args]
+const usage = `usage: host-bridge <command> --socket-dir DIR [flags] [args]
 
 commands:
-  exec   run one process in the utility VM and stream its stdio
+  exec    run one process in the utility VM (or with --container ID in a
+          container) and stream its stdio
+  create  create a container from a bundle (--bundle B, default .)
+  start   start a created container's init (-d: detached)
+  run     create and start a container (-d: detached)
+  ps      print the pids of a container's processes
+  kill    send a signal to a container's init (default TERM)
+  state   print a container's state as JSON
+  pause   freeze a container
+  resume  thaw a paused container
+  delete  delete a stopped container (-f: kill it first)
+  list    list the agent's containers
+
+Run "host-bridge <command> -h" for a command's flags.
 `
+
+// verbs are the commands by name.
+var verbs = map[string]func([]string) (int, error){
+	"exec":   execMain,
+	"create": createMain,
+	"start":  startMain,
+	"run":    runMain,
+	"ps":     psMain,
+	"kill":   killMain,
+	"state":  stateMain,
+	"pause":  pauseMain,
+	"resume": resumeMain,
+	"delete": deleteMain,
+	"list":   listMain,
+}
+
+// synopses are each container verb's one-line usage.
+var synopses = map[string]string{
+	"create": "host-bridge create --socket-dir DIR [--bundle B] ID",
+	"start":  "host-bridge start --socket-dir DIR [-d] [-t] ID",
+	"run":    "host-bridge run --socket-dir DIR [--bundle B] [-d] [--keep] ID",
+	"ps":     "host-bridge ps --socket-dir DIR [--format table|json] ID",
+	"kill":   "host-bridge kill --socket-dir DIR ID [SIGNAL]",
+	"state":  "host-bridge state --socket-dir DIR ID",
+	"pause":  "host-bridge pause --socket-dir DIR ID",
+	"resume": "host-bridge resume --socket-dir DIR ID",
+	"delete": "host-bridge delete --socket-dir DIR [-f] ID",
+	"list":   "host-bridge list --socket-dir DIR [-q] [--format table|json]",
+}
+
+// verbUsage is verb's one-line usage.
+func verbUsage(verb string) string {
+	return "usage: " + synopses[verb]
+}
 
 func main() {
 	if len(os.Args) < 2 {
@@ -27,21 +100,20 @@ func main() {
 	}
 	var code int
 	var err error
-	switch os.Args[1] {
-	case "exec":
-		code, err = execMain(os.Args[2:])
+	switch name := os.Args[1]; name {
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
 	default:
-		err = fmt.Errorf("unknown command %q\n%s", os.Args[1], usage)
-		code = 2
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "host-bridge:", err)
-		if code == 0 {
-			code = 1
+		verb, ok := verbs[name]
+		if !ok {
+			err = usageError{fmt.Errorf("unknown command %q\n%s", name, usage)}
+			break
 		}
+		code, err = verb(os.Args[2:])
 	}
-	os.Exit(code)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "host-bridge:", err)
+	}
+	os.Exit(exitCode(code, err))
 }

@@ -141,7 +141,8 @@ func (ps *Processes) Start(ctx context.Context, params *protocol.ProcessParamete
 // wait collects the exit status, then lets the output drain (bounded) so
 // the host has every byte before it learns of the exit.
 func (p *process) wait(ctx context.Context, r *Reaper) {
-	_ = p.cmd.Wait() // the status is in ProcessState
+	<-r.Exited(p.pid)
+	_ = p.cmd.Wait() // returns at once; the status is in ProcessState
 	r.Untrack(p.pid)
 	p.code = ExitCode(p.cmd.ProcessState.Sys().(syscall.WaitStatus))
 	if !p.relay.WaitDrained(DrainGrace) {

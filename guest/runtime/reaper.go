@@ -30,13 +30,16 @@ type Reaper struct {
 	// tracked before any scan can see it.
 	mu      sync.Mutex
 	tracked map[int]int // pid -> number of owners
+	// exits are the tracked pids someone awaits the exit of, each
+	// closed once the pid has exited (it is left for its owner to reap).
+	exits map[int]chan struct{}
 }
 
 // NewReaper returns a reaper for this process's children.
 func NewReaper() *Reaper { return newReaper("/proc") }
 
 func newReaper(procRoot string) *Reaper {
-	return &Reaper{procRoot: procRoot, tracked: make(map[int]int)}
+	return &Reaper{procRoot: procRoot, tracked: make(map[int]int), exits: make(map[int]chan struct{})}
 }
 
 // Start runs start, which forks a child and returns its pid, and tracks the
@@ -79,10 +82,44 @@ func (r *Reaper) Tracked() int {
 	return len(r.tracked)
 }
 
-// Reap collects every exited child that is not tracked and returns their pids.
+// Exited returns a channel closed once tracked child pid has exited; the
+// child stays a zombie for its owner to wait for, which then costs no
+// blocked thread. Reap (on SIGCHLD, via Run) notices the exit.
+func (r *Reaper) Exited(pid int) <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch, ok := r.exits[pid]
+	if !ok {
+		ch = make(chan struct{})
+		r.exits[pid] = ch
+		if exited(pid) {
+			close(ch)
+			delete(r.exits, pid)
+		}
+	}
+	return ch
+}
+
+// exited reports whether child pid has exited, without reaping it.
+func exited(pid int) bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	// Linux zeroes info when no child is waitable; an error means the
+	// pid is no child of ours (any more): nothing will ever report it.
+	return err != nil || info.Signo != 0
+}
+
+// Reap announces the exits of awaited tracked children, collects every
+// exited child that is not tracked and returns the pids it collected.
 func (r *Reaper) Reap() []int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for pid, ch := range r.exits {
+		if exited(pid) {
+			close(ch)
+			delete(r.exits, pid)
+		}
+	}
 	var reaped []int
 	for _, pid := range r.children() {
 		if r.tracked[pid] > 0 {

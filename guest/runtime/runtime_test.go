@@ -96,6 +96,16 @@ func TestReaperSparesTracked(t *testing.T) {
 	}
 }
 
+// runningReaper returns a reaper serving SIGCHLD until the test ends.
+func runningReaper(t *testing.T) *Reaper {
+	r := NewReaper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return r
+}
+
 // hostEnd listens on the stdio ports as the host would.
 type hostEnd struct {
 	t   *testing.T
@@ -137,7 +147,7 @@ func (h *hostEnd) accept(i int) net.Conn {
 
 func TestProcessPipesAndExit(t *testing.T) {
 	h := newHostEnd(t, true, true, true)
-	ps := NewProcesses(h.u, NewReaper())
+	ps := NewProcesses(h.u, runningReaper(t))
 	defer ps.Close(context.Background())
 	ctx := context.Background()
 	pid, err := ps.Start(ctx, &protocol.ProcessParameters{
@@ -162,7 +172,7 @@ func TestProcessPipesAndExit(t *testing.T) {
 
 func TestProcessSignalAndTimeout(t *testing.T) {
 	h := newHostEnd(t, false, false, false)
-	ps := NewProcesses(h.u, NewReaper())
+	ps := NewProcesses(h.u, runningReaper(t))
 	defer ps.Close(context.Background())
 	pid, err := ps.Start(context.Background(), &protocol.ProcessParameters{CommandArgs: []string{"sleep", "100"}}, h.set)
 	if err != nil {
@@ -194,7 +204,7 @@ func TestProcessSignalAndTimeout(t *testing.T) {
 // still writes, so nothing is lost.
 func TestOutputOutlivesExit(t *testing.T) {
 	h := newHostEnd(t, false, true, false)
-	ps := NewProcesses(h.u, NewReaper())
+	ps := NewProcesses(h.u, runningReaper(t))
 	defer ps.Close(context.Background())
 	pid, err := ps.Start(context.Background(), &protocol.ProcessParameters{
 		CommandArgs: []string{"sh", "-c", "(sleep 0.2; echo late) & echo early"},

@@ -16,8 +16,13 @@ import (
 	"github.com/uvmgcs/gcs/transport"
 )
 
-// copyBufferSize is the relay's buffer per stream.
-const copyBufferSize = 64 << 10
+// A stream's relay buffer starts small (most processes say little and
+// idle streams should cost little memory) and doubles up to the maximum
+// each time a read fills it.
+const (
+	minCopyBuffer = 2 << 10
+	maxCopyBuffer = 64 << 10
+)
 
 // Stdio is a process's stream connections to the host, one dialed per port
 // the host named; a stream the host did not ask for is nil.
@@ -240,7 +245,7 @@ func (r *Relay) closeChild() {
 // process that closed its stdin, a host that went away, a terminal whose
 // last slave closed (EIO) all mean there is nothing more to move.
 func copyStream(dst io.Writer, src io.Reader) {
-	buf := make([]byte, copyBufferSize)
+	buf := make([]byte, minCopyBuffer)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
@@ -250,6 +255,9 @@ func copyStream(dst io.Writer, src io.Reader) {
 		}
 		if err != nil {
 			return
+		}
+		if n == len(buf) && len(buf) < maxCopyBuffer {
+			buf = make([]byte, 2*len(buf))
 		}
 	}
 }

@@ -90,7 +90,6 @@ func (c *Container) startInit(ctx context.Context, params *protocol.ProcessParam
 	}
 	c.init, c.state = p, running
 	c.mu.Unlock()
-	c.watchOOM(ctx)
 	go c.waitInit(ctx, p)
 	return p.pid, nil
 }

@@ -120,7 +120,8 @@ func startError(err error) error {
 
 // waitExit collects the exit status and ends the process's tracking.
 func (p *process) waitExit(r *runtime.Reaper) {
-	st, _ := p.p.Wait() // a non-zero exit is an error; the status says all
+	<-r.Exited(p.pid)
+	st, _ := p.p.Wait() // returns at once; a non-zero exit is an error, the status says all
 	r.Untrack(p.pid)
 	if st != nil {
 		p.code = runtime.ExitCode(st.Sys().(syscall.WaitStatus))

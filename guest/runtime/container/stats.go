@@ -137,21 +137,6 @@ func blkio(es []cgroups.BlkioStatEntry) []protocol.BlkIOEntry {
 	return out
 }
 
-// watchOOM records an OOM kill in the container's cgroup as it happens.
-func (c *Container) watchOOM(ctx context.Context) {
-	ch, err := c.lc.NotifyOOM()
-	if err != nil {
-		return // oomKilled's counter check still covers it
-	}
-	go func() {
-		for range ch {
-			c.mu.Lock()
-			c.oom = true
-			c.mu.Unlock()
-		}
-	}()
-}
-
 // oomKilled reads the cgroup's OOM-kill counter: memory.events (v2) or
 // memory.oom_control (v1).
 func (c *Container) oomKilled() bool {

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os/signal"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uvmgcs/gcs/host"
+	"github.com/uvmgcs/gcs/protocol"
+)
+
+// defaultConnectTimeout is how long a verb waits for the agent to dial in.
+const defaultConnectTimeout = 30 * time.Second
+
+// cmdFlags are a container verb's flag set with the connection flags every
+// verb shares.
+type cmdFlags struct {
+	fs      *flag.FlagSet
+	verb    string
+	dir     string
+	timeout time.Duration
+}
+
+// newCmdFlags returns verb's flag set holding --socket-dir and
+// --connect-timeout; the verb adds its own flags to fs.
+func newCmdFlags(verb string) *cmdFlags {
+	f := &cmdFlags{fs: flag.NewFlagSet(verb, flag.ContinueOnError), verb: verb}
+	f.fs.StringVar(&f.dir, "socket-dir", "", "directory of the unix transport's sockets (required)")
+	f.fs.DurationVar(&f.timeout, "connect-timeout", defaultConnectTimeout, "how long to wait for the agent to connect")
+	f.fs.Usage = func() {
+		fmt.Fprintln(f.fs.Output(), verbUsage(verb))
+		f.fs.PrintDefaults()
+	}
+	return f
+}
+
+// usageError is a command-line mistake; main exits 2 on it.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// parse parses args, flags and positional arguments in any order (a "--"
+// ends the flags), and checks that between minArgs and maxArgs positional
+// arguments remain (maxArgs < 0: no bound).
+func (f *cmdFlags) parse(args []string, minArgs, maxArgs int) ([]string, error) {
+	pos, err := parseInterspersed(f.fs, args)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if f.dir == "" {
+		return nil, usageError{fmt.Errorf("%s: --socket-dir is required", f.verb)}
+	}
+	if len(pos) < minArgs || (maxArgs >= 0 && len(pos) > maxArgs) {
+		return nil, usageError{fmt.Errorf("%s: wrong number of arguments (%d)\n%s", f.verb, len(pos), verbUsage(f.verb))}
+	}
+	return pos, nil
+}
+
+// parseInterspersed is fs.Parse that also accepts flags after positional
+// arguments; it returns the positional arguments.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// session is a verb's connection to the running agent.
+type session struct {
+	ctx  context.Context
+	gc   *host.GuestConnection
+	done func()
+}
+
+// connect accepts the agent's next connection on the socket directory. The
+// session's context ends on SIGINT or SIGTERM; close releases everything.
+func (f *cmdFlags) connect() (*session, error) {
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+	cctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	gc, cleanup, err := connect(cctx, f.dir, "")
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("%s: %w", f.verb, err)
+	}
+	return &session{ctx: ctx, gc: gc, done: func() { cleanup(); stop() }}, nil
+}
+
+// close closes the connection.
+func (s *session) close() { s.done() }
+
+// open returns a handle on existing container id and its state, with a
+// plain message when there is no such container.
+func (s *session) open(id string) (*host.Container, *protocol.ContainerState, error) {
+	c := s.gc.OpenContainer(id)
+	st, err := c.State(s.ctx)
+	if err != nil {
+		if host.IsNotFound(err) {
+			return nil, nil, fmt.Errorf("container %q does not exist: %w", id, err)
+		}
+		return nil, nil, fmt.Errorf("state of %q: %w", id, err)
+	}
+	return c, st, nil
+}
+
+// waitStopped polls container c's state until its init has exited (or the
+// container is gone).
+func (s *session) waitStopped(c *host.Container, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st, err := c.State(ctx)
+		switch {
+		case host.IsNotFound(err):
+			return nil
+		case err != nil:
+			return fmt.Errorf("wait for %q to stop: %w", c.ID(), err)
+		case st.Status == protocol.StatusStopped || st.Status == protocol.StatusCreated:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %q to stop: %w", c.ID(), ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// exitCode turns a verb's result into the process exit status: usage
+// errors are 2, other failures at least 1.
+func exitCode(code int, err error) int {
+	var ue usageError
+	switch {
+	case err == nil:
+		return code
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		return 2
+	case code == 0:
+		return 1
+	}
+	return code
+}
