@@ -215,3 +215,68 @@ func isError(err error, hr protocol.HResult) bool {
 	var pe *protocol.Error
 	return errors.As(err, &pe) && pe.Result == hr
 }
+
+// TestContainerLifecycleMatrix: each request in each state gets the answer
+// a runc user would expect, and the agent keeps serving.
+func TestContainerLifecycleMatrix(t *testing.T) {
+	a := startContainerAgent(t)
+	ctx := context.Background()
+	exec := func(c *host.Container) error {
+		p, err := c.Exec(ctx, &specs.Process{Args: []string{"true"}, Cwd: "/"}, stdio(false))
+		if err == nil {
+			collect(t, p)
+		}
+		return err
+	}
+
+	// Created, never started.
+	c := a.create(t, a.spec("sleep", "100"))
+	for name, err := range map[string]error{
+		"exec":     exec(c),
+		"pause":    c.Pause(ctx),
+		"resume":   c.Resume(ctx),
+		"shutdown": c.Shutdown(ctx),
+	} {
+		if !host.IsInvalidState(err) {
+			t.Errorf("created: %s = %v, want invalid state", name, err)
+		}
+	}
+
+	// Running.
+	_, init := a.started(t, a.spec("sleep", "100"), false)
+	_ = init
+	c2 := a.create(t, a.spec("sleep", "100"))
+	if _, err := c2.CreateProcess(ctx, stdio(false)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.CreateProcess(ctx, stdio(false)); !host.IsInvalidState(err) {
+		t.Errorf("running: second init = %v, want invalid state", err)
+	}
+	if err := c2.Delete(ctx); !host.IsInvalidState(err) {
+		t.Errorf("running: delete = %v, want invalid state", err)
+	}
+
+	// Stopped.
+	if err := c2.Terminate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c2.Wait()
+	if err := exec(c2); !host.IsInvalidState(err) {
+		t.Errorf("stopped: exec = %v, want invalid state", err)
+	}
+	if err := c2.Pause(ctx); !host.IsInvalidState(err) {
+		t.Errorf("stopped: pause = %v, want invalid state", err)
+	}
+	if st, err := c2.State(ctx); err != nil || st.Status != protocol.StatusStopped || st.ExitCode != 137 {
+		t.Errorf("stopped: state %+v, %v", st, err)
+	}
+	if err := c2.Delete(ctx); err != nil {
+		t.Fatalf("stopped: delete = %v", err)
+	}
+	if _, err := c2.State(ctx); !host.IsNotFound(err) {
+		t.Errorf("deleted: state = %v, want not found", err)
+	}
+	// Gone: the id can be used again.
+	c3 := a.create(t, a.spec("true"))
+	_ = c3
+}

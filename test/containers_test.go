@@ -145,6 +145,10 @@ func (a *ctrAgent) create(t testing.TB, spec *specs.Spec) *host.Container {
 		if exists(filepath.Join(a.state, "c", id)) || exists(filepath.Join(a.state, "runc", id)) {
 			t.Errorf("state of %s left behind", id)
 		}
+		if mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", a.Pid())); err == nil &&
+			strings.Contains(string(mi), filepath.Join(a.state, "c", id)) {
+			t.Errorf("mounts of %s left in the agent's namespace", id)
+		}
 	})
 	return c
 }
