@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/console"
@@ -70,7 +71,6 @@ type Relay struct {
 	stdin   *os.File        // our end of the stdin pipe
 	outputs []io.ReadCloser // our ends of stdout/stderr (or the master)
 
-	wg        sync.WaitGroup // the output copies
 	drained   chan struct{}
 	closeOnce sync.Once
 }
@@ -165,22 +165,33 @@ func (r *Relay) Start() {
 	if r.console != nil {
 		conns = conns[:1]
 	}
+	type stream struct {
+		dst net.Conn
+		src io.Reader
+	}
+	var streams []stream
 	i := 0
 	for _, c := range conns {
-		if c == nil {
-			continue
+		if c != nil {
+			streams = append(streams, stream{c, r.outputs[i]})
+			i++
 		}
-		src := r.outputs[i]
-		i++
-		r.wg.Go(func() {
-			copyStream(c, src)
-			transport.CloseWrite(c) // EOF for the host
-		})
 	}
-	go func() {
-		r.wg.Wait()
+	// The last copy to finish announces the drain: no goroutine waits.
+	var left atomic.Int32
+	left.Store(int32(len(streams)))
+	if len(streams) == 0 {
 		close(r.drained)
-	}()
+	}
+	for _, s := range streams {
+		go func() {
+			copyStream(s.dst, s.src)
+			transport.CloseWrite(s.dst) // EOF for the host
+			if left.Add(-1) == 0 {
+				close(r.drained)
+			}
+		}()
+	}
 }
 
 // Drained is closed once every output stream reached its end: the process
