@@ -34,9 +34,6 @@ func (u *UVM) registerContainers(m *Mux) {
 	m.HandleFunc(protocol.GetProperties, u.getProperties)
 	m.HandleFunc(protocol.Pause, u.pause)
 	m.HandleFunc(protocol.Resume, u.resume)
-	if !m.Handles(protocol.ModifySettings) {
-		m.HandleFunc(protocol.ModifySettings, u.modifyContainer)
-	}
 }
 
 // forContainer refuses requests that must name a container but name the VM.
@@ -132,15 +129,21 @@ func (u *UVM) getProperties(ctx context.Context, req *Request) (protocol.Respons
 	return &protocol.GetPropertiesResponse{Properties: string(b)}, nil
 }
 
-// modifyContainer serves ModifySettings for a container id: resource
-// updates (ContainerConstraints).
-func (u *UVM) modifyContainer(ctx context.Context, req *Request) (protocol.Response, error) {
+// modifySettings serves ModifySettings: for the utility VM's id, its
+// resources; for a container's, resource updates (ContainerConstraints).
+func (u *UVM) modifySettings(ctx context.Context, req *Request) (protocol.Response, error) {
 	var r protocol.ModifySettingsRequest
 	if err := req.Decode(&r); err != nil {
 		return nil, err
 	}
 	if req.Base.ContainerID == protocol.UVMContainerID {
-		return nil, fmt.Errorf("resource type %q for the utility VM: %w", r.Request.ResourceType, protocol.HrNotImpl)
+		if u.Resources == nil {
+			return nil, fmt.Errorf("resource type %q for the utility VM: %w", r.Request.ResourceType, protocol.HrNotImpl)
+		}
+		return nil, u.Resources.Modify(ctx, r.Request)
+	}
+	if u.Containers == nil {
+		return nil, fmt.Errorf("container %q: %w", req.Base.ContainerID, protocol.HrVmcomputeSystemNotFound)
 	}
 	if r.Request.ResourceType != protocol.ResourceContainerConstraints {
 		return nil, fmt.Errorf("resource type %q for a container: %w", r.Request.ResourceType, protocol.HrNotImpl)

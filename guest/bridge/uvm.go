@@ -33,6 +33,15 @@ type UVM struct {
 	// Containers serves requests addressed to containers; without it every
 	// container id is unknown.
 	Containers Containers
+	// Resources serves ModifySettings addressed to the utility VM (disks,
+	// layers, shares, networks); without it they are not implemented.
+	Resources Resources
+}
+
+// Resources is what the bridge needs of the guest's resource owners
+// (storage, network) to serve ModifySettings on the utility VM's id.
+type Resources interface {
+	Modify(ctx context.Context, req protocol.ModificationRequest) error
 }
 
 // Register installs u's handlers on m.
@@ -44,6 +53,7 @@ func (u *UVM) Register(m *Mux) {
 	m.HandleFunc(protocol.ShutdownGraceful, u.shutdown)
 	m.HandleFunc(protocol.ShutdownForced, u.shutdown)
 	m.HandleFunc(protocol.DumpStacks, dumpStacks)
+	m.HandleFunc(protocol.ModifySettings, u.modifySettings)
 	if u.Containers != nil {
 		u.registerContainers(m)
 	}
