@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"time"
 
 	_ "github.com/opencontainers/cgroups/devices" // registers the device-cgroup manager libcontainer needs
 	"github.com/opencontainers/runc/libcontainer"
@@ -39,7 +40,7 @@ func main() {
 		libcontainer.Init() // never returns
 	}
 	var o options
-	flag.StringVar(&o.transport, "transport", "vsock", "how to reach the host: vsock or unix:<dir>")
+	flag.StringVar(&o.transport, "transport", "auto", "how to reach the host: auto, vsock, serial:<virtio port name> or unix:<dir>")
 	flag.StringVar(&o.stateRoot, "state-root", "/run/gcs", "directory for the agent's state")
 	flag.StringVar(&o.cgroups, "cgroup-parent", "/containers", "cgroup containers go under when their spec names none")
 	flag.StringVar(&o.logLevel, "loglevel", "info", "log level: trace, debug, info, warn, error")
@@ -52,6 +53,7 @@ func main() {
 }
 
 func run(o options) error {
+	started := time.Now()
 	logger, err := newLogger(o.logLevel, o.logFormat)
 	if err != nil {
 		return err
@@ -85,7 +87,7 @@ func run(o options) error {
 	defer procs.Close(context.WithoutCancel(ctx))
 
 	mux := bridge.NewMux()
-	b := bridge.New(bridge.Config{Handler: mux, Capabilities: bridge.LinuxCapabilities(true)})
+	b := bridge.New(bridge.Config{Handler: mux, Capabilities: bridge.LinuxCapabilities(true), Started: started})
 	containers, err := container.New(container.Config{
 		StateRoot:    o.stateRoot,
 		CgroupParent: o.cgroups,
@@ -102,14 +104,24 @@ func run(o options) error {
 	return b.Run(ctx, dialer)
 }
 
+// parseTransport picks how to reach the host: vsock, a virtio-serial port
+// (multiplexed), unix sockets in a directory, or auto — vsock when the VM
+// has a vsock device, else the virtio-serial port called "gcs".
 func parseTransport(s string) (transport.Dialer, error) {
 	switch {
 	case s == "vsock":
 		return transport.Vsock{CID: transport.HostCID}, nil
+	case s == "auto":
+		if transport.VsockAvailable() {
+			return transport.Vsock{CID: transport.HostCID}, nil
+		}
+		return transport.VirtioSerial("/sys", "/dev", "gcs"), nil
+	case strings.HasPrefix(s, "serial:") && len(s) > len("serial:"):
+		return transport.VirtioSerial("/sys", "/dev", strings.TrimPrefix(s, "serial:")), nil
 	case strings.HasPrefix(s, "unix:") && len(s) > len("unix:"):
 		return transport.Unix{Dir: strings.TrimPrefix(s, "unix:")}, nil
 	}
-	return nil, fmt.Errorf("transport %q: want vsock or unix:<dir>", s)
+	return nil, fmt.Errorf("transport %q: want vsock, serial:<port name>, auto or unix:<dir>", s)
 }
 
 func newLogger(level, format string) (*logrus.Logger, error) {

@@ -44,6 +44,9 @@ type Config struct {
 	MaxResponseSize int
 	// MaxInFlight bounds concurrent requests (DefaultMaxInFlight if 0).
 	MaxInFlight int
+	// Started is when the agent started; each negotiation logs the time
+	// since (start-to-ready). Zero leaves it out.
+	Started time.Time
 }
 
 // Bridge serves the host over one connection at a time and redials.
@@ -54,6 +57,7 @@ type Bridge struct {
 	maxResp  int
 	inflight chan struct{}
 	notes    *notifyQueue
+	started  time.Time
 }
 
 // New returns a Bridge serving cfg.Handler.
@@ -64,6 +68,7 @@ func New(cfg Config) *Bridge {
 		maxFrame: cfg.MaxFrameSize,
 		maxResp:  cfg.MaxResponseSize,
 		notes:    newNotifyQueue(defaultMaxNotifications),
+		started:  cfg.Started,
 	}
 	if b.maxFrame == 0 {
 		b.maxFrame = protocol.MaxFrameSize
@@ -195,6 +200,9 @@ func (c *connection) dispatch(ctx context.Context, wg *sync.WaitGroup, hdr proto
 		c.send(c.encodeResponse(ctx, hdr, req.Base.ActivityID, resp, err))
 		if err == nil {
 			c.markNegotiated()
+			if !c.b.started.IsZero() {
+				log.G(ctx).WithField("since-start", time.Since(c.b.started).String()).Info("bridge negotiated")
+			}
 		}
 		return nil
 	}
