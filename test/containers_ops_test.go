@@ -280,3 +280,12 @@ func TestContainerLifecycleMatrix(t *testing.T) {
 	c3 := a.create(t, a.spec("true"))
 	_ = c3
 }
+
+// TestHostDefaultSpec: the library's default spec runs as is.
+func TestHostDefaultSpec(t *testing.T) {
+	a := startContainerAgent(t)
+	_, r := a.run(t, host.DefaultSpec(a.rootfs, []string{"sh", "-c", "hostname; id -u"}, false))
+	if r.stdout != "uvmgcs\n0\n" || r.code != 0 {
+		t.Fatalf("default spec: %+v", r)
+	}
+}
