@@ -1,0 +1,154 @@
+package qemu
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/uvmgcs/gcs/host/vm"
+)
+
+func TestArgs(t *testing.T) {
+	p := paths{qmpSocket: "/s/qmp.sock", agentSock: "/s/gcs.sock"}
+	base := vm.Config{Kernel: "/k", Initrd: "/i"}.WithDefaults()
+	for _, tc := range []struct {
+		name      string
+		l         launch
+		want      [][]string // each a run of consecutive arguments
+		wantNot   []string
+		appendArg string
+	}{
+		{
+			name: "defaults",
+			l:    launch{cfg: base, accel: vm.AccelTCG, paths: p},
+			want: [][]string{
+				{"-accel", "tcg"}, {"-M", "pc"}, {"-m", "512,slots=4,maxmem=4096M"}, {"-smp", "1"},
+				{"-nographic", "-no-reboot", "-nodefaults", "-net", "none"},
+				{"-kernel", "/k", "-initrd", "/i"},
+				{"-serial", "chardev:console0"},
+				{"-qmp", "unix:/s/qmp.sock,server=on,wait=off"},
+				{"-device", "virtio-scsi-pci,id=scsi0"},
+				{"-device", "virtio-serial"},
+				{"-chardev", "socket,path=/s/gcs.sock,server=on,wait=off,id=gcs0"},
+				{"-device", "virtserialport,chardev=gcs0,name=gcs"},
+			},
+			wantNot:   []string{"-cpu", "vhost-vsock-pci"},
+			appendArg: baseKernelArgs,
+		},
+		{
+			name: "kvm, vsock, big, extra args",
+			l: launch{
+				cfg:      vm.Config{Kernel: "/k", Initrd: "/i", MemoryMiB: 8192, CPUs: 2, KernelArgs: " init=/gcs "},
+				accel:    vm.AccelKVM,
+				vsockCID: 7,
+				paths:    p,
+			},
+			want: [][]string{
+				{"-accel", "kvm"}, {"-cpu", "host"}, {"-m", "8192,slots=4,maxmem=12288M"}, {"-smp", "2"},
+				{"-device", "vhost-vsock-pci,guest-cid=7"},
+			},
+			appendArg: baseKernelArgs + " init=/gcs",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.l.args()
+			for _, run := range tc.want {
+				if !containsRun(args, run) {
+					t.Errorf("args lack %q:\n%q", run, args)
+				}
+			}
+			for _, a := range tc.wantNot {
+				for _, got := range args {
+					if strings.Contains(got, a) {
+						t.Errorf("args have %q:\n%q", a, args)
+					}
+				}
+			}
+			if i := slices.Index(args, "-append"); i < 0 || args[i+1] != tc.appendArg {
+				t.Errorf("kernel command line in %q, want %q", args, tc.appendArg)
+			}
+		})
+	}
+}
+
+func containsRun(args, run []string) bool {
+	for i := 0; i+len(run) <= len(args); i++ {
+		if slices.Equal(args[i:i+len(run)], run) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestChooseAccel(t *testing.T) {
+	dir := t.TempDir()
+	regular := filepath.Join(dir, "kvm")
+	must(t, os.WriteFile(regular, nil, 0o600))
+	for _, tc := range []struct {
+		name   string
+		forced string
+		h      hostPaths
+		want   string
+	}{
+		{"forced tcg", vm.AccelTCG, hostPaths{kvmDev: "/dev/kvm"}, vm.AccelTCG},
+		{"forced kvm", vm.AccelKVM, hostPaths{kvmDev: filepath.Join(dir, "none")}, vm.AccelKVM},
+		{"no /dev/kvm", "", hostPaths{kvmDev: filepath.Join(dir, "none")}, vm.AccelTCG},
+		{"not a kvm device", "", hostPaths{kvmDev: regular}, vm.AccelTCG},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, reason := chooseAccel(tc.forced, tc.h)
+			if got != tc.want {
+				t.Errorf("chooseAccel = %s (%s), want %s", got, reason, tc.want)
+			}
+		})
+	}
+
+	// On a host whose KVM is the nested PVM flavour (this project's
+	// machines), the probe must not pick KVM: a stock kernel hangs there.
+	h := defaultHostPaths()
+	if _, err := os.Stat(filepath.Join(h.sysModule, "kvm_pvm")); err == nil {
+		if got, reason := chooseAccel("", h); got != vm.AccelTCG {
+			t.Errorf("kvm_pvm host: chooseAccel = %s (%s)", got, reason)
+		}
+	}
+	got, reason := chooseAccel("", h)
+	t.Logf("this host: %s (%s)", got, reason)
+}
+
+func TestMakePaths(t *testing.T) {
+	short := filepath.Join(t.TempDir(), "state")
+	p, err := makePaths(short)
+	must(t, err)
+	if p.socketDir != p.stateDir || p.qmpSocket != filepath.Join(short, "qmp.sock") {
+		t.Errorf("short state dir: %+v", p)
+	}
+	must(t, p.remove())
+	if _, err := os.Stat(short); !os.IsNotExist(err) {
+		t.Errorf("state dir still there: %v", err)
+	}
+
+	long := filepath.Join(t.TempDir(), strings.Repeat("d", 60), strings.Repeat("e", 60))
+	p, err = makePaths(long)
+	must(t, err)
+	if p.socketDir == p.stateDir || len(p.qmpSocket) > maxSocketPath || len(p.agentSock) > maxSocketPath {
+		t.Errorf("long state dir: sockets at %s and %s", p.qmpSocket, p.agentSock)
+	}
+	if p.consoleLog != filepath.Join(long, "console.log") {
+		t.Errorf("console log at %s", p.consoleLog)
+	}
+	must(t, p.remove())
+	for _, d := range []string{p.stateDir, p.socketDir} {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("%s still there: %v", d, err)
+		}
+	}
+
+	p, err = makePaths("")
+	must(t, err)
+	if !strings.HasPrefix(p.stateDir, os.TempDir()) {
+		t.Errorf("default state dir %s", p.stateDir)
+	}
+	must(t, p.remove())
+}

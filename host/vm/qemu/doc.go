@@ -1,0 +1,17 @@
+// Package qemu owns a utility VM run by qemu-system-x86_64: the command
+// line, the process and its reaping, the QMP connection, the serial console
+// capture, the agent's virtio-serial channel, and hot-plug of SCSI disks and
+// virtio-pmem devices through QMP. It implements vm.VM.
+//
+// One VM is one QEMU process on the "pc" machine:
+//
+//	serial console  -chardev stdio → console.go → <StateDir>/console.log, Config.ConsoleLog, debug log
+//	control         -qmp unix:<sockets>/qmp.sock → host/qmp client
+//	agent channel   virtserialport name=gcs ↔ -chardev socket <sockets>/gcs.sock → AgentConn
+//	disks           virtio-scsi-pci id=scsi0; scsi-hd per LUN, hot-plugged (hotplug.go)
+//	layers          virtio-pmem-pci backed by memory-backend-file, hot-plugged (hotplug.go)
+//	vsock           vhost-vsock-pci, only where /dev/vhost-vsock exists
+//
+// The accelerator is KVM only where it really works (see chooseAccel) and
+// TCG otherwise.
+package qemu
