@@ -33,6 +33,8 @@ func execMain(args []string) (int, error) {
 	cwd := fs.String("cwd", "/", "working directory")
 	user := fs.String("user", "", "UID[:GID] to run as in the container (default 0:0)")
 	timeout := fs.Duration("connect-timeout", defaultConnectTimeout, "how long to wait for the agent to connect")
+	inVM := fs.Bool("vm", false, "boot a utility VM (--kernel, --initrd) and run the command in it")
+	vf := addVMFlags(fs)
 	var env multiFlag
 	fs.Var(&env, "env", "KEY=VALUE environment entry (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -42,8 +44,10 @@ func execMain(args []string) (int, error) {
 	switch {
 	case len(argv) == 0:
 		return 2, usageError{errors.New("exec: no command given")}
-	case *dir == "" && *guest == "":
-		return 2, usageError{errors.New("exec: --socket-dir or --guest is required")}
+	case *dir == "" && *guest == "" && !*inVM:
+		return 2, usageError{errors.New("exec: --socket-dir, --guest or --vm is required")}
+	case *inVM && (*dir != "" || *guest != "" || *ctr != ""):
+		return 2, usageError{errors.New("exec: --vm runs in a VM of its own: no --socket-dir, --guest or --container")}
 	case *ctr != "" && *guest != "":
 		return 2, usageError{errors.New("exec: --container needs a running agent (--socket-dir), not --guest")}
 	case *ctr == "" && *user != "":
@@ -60,19 +64,34 @@ func execMain(args []string) (int, error) {
 
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	defer stop()
-	cctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	gc, cleanup, err := connect(cctx, *dir, *guest)
-	if err != nil {
-		return 1, err
+	var gc *host.GuestConnection
+	if *inVM {
+		bctx, cancel := context.WithTimeout(ctx, vmBootTimeout)
+		u, _, shutdown, err := vf.boot(bctx)
+		cancel()
+		if err != nil {
+			return 1, err
+		}
+		defer shutdown()
+		gc = u.GuestConnection()
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		var cleanup func()
+		var err error
+		gc, cleanup, err = connect(cctx, *dir, *guest)
+		if err != nil {
+			return 1, err
+		}
+		defer cleanup()
 	}
-	defer cleanup()
 
 	params := stdioParams(*tty, *interactive)
 	if *tty {
 		defer localConsole(params)()
 	}
 	var p *host.Process
+	var err error
 	if proc != nil {
 		if p, err = gc.OpenContainer(*ctr).Exec(ctx, proc, params); err != nil {
 			err = fmt.Errorf("exec in %q: %w", *ctr, err)

@@ -38,6 +38,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+
+	"github.com/sirupsen/logrus"
 )
 
 const usage = `usage: host-bridge <command> --socket-dir DIR [flags] [args]
@@ -97,6 +99,12 @@ func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
+	}
+	// The library logs through logrus; a CLI shows only its warnings
+	// unless HOST_BRIDGE_LOG names a level.
+	logrus.SetLevel(logrus.WarnLevel)
+	if lv, err := logrus.ParseLevel(os.Getenv("HOST_BRIDGE_LOG")); err == nil {
+		logrus.SetLevel(lv)
 	}
 	var code int
 	var err error

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -71,6 +72,14 @@ var _ vm.VM = (*VM)(nil)
 
 // New returns a VM for cfg; nothing happens until Start.
 func New(cfg vm.Config) *VM {
+	// QEMU runs in its own directory: relative boot files would not resolve.
+	for _, p := range []*string{&cfg.Kernel, &cfg.Initrd} {
+		if *p != "" {
+			if abs, err := filepath.Abs(*p); err == nil {
+				*p = abs
+			}
+		}
+	}
 	return &VM{
 		cfg:  cfg,
 		host: defaultHostPaths(),
