@@ -226,6 +226,11 @@ func (c *Container) destroy(ctx context.Context) error {
 	if err := c.lc.Destroy(); err != nil {
 		return fmt.Errorf("destroy container %q: %w", c.id, err)
 	}
+	// The root file system may still be mounted inside the bundle (the
+	// host removes its layers after this): never delete through it.
+	if err := unmountUnder(c.b.dir); err != nil {
+		return fmt.Errorf("unmount under the bundle: %w", err)
+	}
 	if err := os.RemoveAll(c.b.dir); err != nil {
 		return fmt.Errorf("remove bundle: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/uvmgcs/gcs/protocol"
 )
@@ -153,5 +154,29 @@ func TestMetrics(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("metrics %s lacks %s", b, want)
 		}
+	}
+}
+
+func TestUnmountUnder(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIP (loud): mounting needs root")
+	}
+	dir := t.TempDir()
+	inner := filepath.Join(dir, "rootfs")
+	os.MkdirAll(inner, 0o755)
+	if err := unix.Mount("tmpfs", inner, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(inner, unix.MNT_DETACH) })
+	os.WriteFile(filepath.Join(inner, "data"), []byte("x"), 0o644)
+	if err := unmountUnder(dir); err != nil {
+		t.Fatal(err)
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), inner) {
+		t.Fatal("still mounted")
+	}
+	if got := unescapeMountPath(`/a\040b`); got != "/a b" {
+		t.Fatalf("unescape: %q", got)
 	}
 }
