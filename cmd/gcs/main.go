@@ -23,6 +23,7 @@ import (
 	"github.com/uvmgcs/gcs/guest/bridge"
 	"github.com/uvmgcs/gcs/guest/runtime"
 	"github.com/uvmgcs/gcs/guest/runtime/container"
+	"github.com/uvmgcs/gcs/guest/storage"
 	"github.com/uvmgcs/gcs/internal/log"
 	"github.com/uvmgcs/gcs/transport"
 )
@@ -86,6 +87,14 @@ func run(o options) error {
 	procs := runtime.NewProcesses(dialer, reaper)
 	defer procs.Close(context.WithoutCancel(ctx))
 
+	// Storage outlives the containers: their root filesystems are its mounts.
+	st, err := storage.New(storage.Config{SysRoot: "/sys", DevRoot: "/dev",
+		AllowedRoots: []string{"/run/layers", "/run/mounts", o.stateRoot}})
+	if err != nil {
+		return err
+	}
+	defer st.Close(context.WithoutCancel(ctx))
+
 	mux := bridge.NewMux()
 	b := bridge.New(bridge.Config{Handler: mux, Capabilities: bridge.LinuxCapabilities(true), Started: started})
 	containers, err := container.New(container.Config{
@@ -99,7 +108,7 @@ func run(o options) error {
 		return err
 	}
 	defer containers.Close(context.WithoutCancel(ctx))
-	(&bridge.UVM{Processes: procs, Shutdown: cancel, Containers: containers}).Register(mux)
+	(&bridge.UVM{Processes: procs, Shutdown: cancel, Containers: containers, Resources: st}).Register(mux)
 	log.G(ctx).WithField("transport", o.transport).Info("gcs started")
 	return b.Run(ctx, dialer)
 }

@@ -1,0 +1,88 @@
+package scsi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// watcher wakes Find when the device tree may have changed.
+type watcher interface {
+	// Wait returns nil when something may have changed, or ctx's error.
+	Wait(ctx context.Context) error
+	Close() error
+}
+
+// uevents is a NETLINK_KOBJECT_UEVENT socket subscribed to the kernel's
+// device announcements. Any announcement wakes Wait: Lookup re-reads sysfs,
+// which is cheaper than parsing events reliably.
+type uevents struct {
+	f   *os.File
+	buf []byte
+}
+
+// ueventGroupKernel is the multicast group the kernel sends uevents to
+// (group 2 is udev's re-broadcast, which the guest does not run).
+const ueventGroupKernel = 1
+
+func openUevents() (watcher, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_KOBJECT_UEVENT)
+	if err != nil {
+		return nil, fmt.Errorf("uevent socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: ueventGroupKernel}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("bind uevent socket: %w", err)
+	}
+	// A non-blocking descriptor makes a pollable file, so reads honour
+	// deadlines.
+	return &uevents{f: os.NewFile(uintptr(fd), "uevent"), buf: make([]byte, 16<<10)}, nil
+}
+
+func (u *uevents) Wait(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := u.f.SetReadDeadline(time.Time{}); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { u.f.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	_, err := u.f.Read(u.buf)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case errors.Is(err, unix.ENOBUFS):
+		// Events were dropped: one of them may have been ours.
+		return nil
+	}
+	return fmt.Errorf("read uevent: %w", err)
+}
+
+func (u *uevents) Close() error { return u.f.Close() }
+
+// pollInterval is how often the fallback re-reads sysfs.
+const pollInterval = 50 * time.Millisecond
+
+// poller is the fallback when no uevent socket can be opened (a network
+// namespace without one): it wakes Find on a ticker.
+type poller struct{ t *time.Ticker }
+
+func newPoller() *poller { return &poller{t: time.NewTicker(pollInterval)} }
+
+func (p *poller) Wait(ctx context.Context) error {
+	select {
+	case <-p.t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *poller) Close() error { p.t.Stop(); return nil }
