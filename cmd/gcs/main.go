@@ -100,6 +100,7 @@ func run(o options) error {
 	containers, err := container.New(container.Config{
 		StateRoot:    o.stateRoot,
 		CgroupParent: o.cgroups,
+		NoPivotRoot:  container.RootIsInitramfs("/proc/self/mountinfo"),
 		Dialer:       dialer,
 		Reaper:       reaper,
 		Notify:       b.Notify,

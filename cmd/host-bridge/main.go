@@ -66,7 +66,7 @@ var verbs = map[string]func([]string) (int, error){
 	"exec":   execMain,
 	"create": createMain,
 	"start":  startMain,
-	"run":    runMain,
+	"run":    runDispatch,
 	"ps":     psMain,
 	"kill":   killMain,
 	"state":  stateMain,

@@ -102,6 +102,7 @@ func (m *Manager) prepare(ctx context.Context, id string, cfg *protocol.Containe
 	b.config, err = specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
 		CgroupName:   id,
 		NoNewKeyring: true,
+		NoPivotRoot:  m.cfg.NoPivotRoot,
 		Spec:         &spec,
 	})
 	if err != nil {

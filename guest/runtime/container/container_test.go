@@ -180,3 +180,20 @@ func TestUnmountUnder(t *testing.T) {
 		t.Fatalf("unescape: %q", got)
 	}
 }
+
+func TestRootIsInitramfs(t *testing.T) {
+	dir := t.TempDir()
+	for name, tc := range map[string]struct {
+		info string
+		want bool
+	}{
+		"initramfs": {"1 1 0:2 / / rw - rootfs rootfs rw\n22 1 0:21 / /proc rw - proc proc rw\n", true},
+		"disk":      {"21 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n", false},
+	} {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(tc.info), 0o644)
+		if got := RootIsInitramfs(p); got != tc.want {
+			t.Errorf("%s: %v", name, got)
+		}
+	}
+}

@@ -35,6 +35,10 @@ type Config struct {
 	Reaper *runtime.Reaper
 	// Notify delivers a container's exit notification to the host.
 	Notify func(context.Context, protocol.ContainerNotificationMessage)
+	// NoPivotRoot enters container roots with MS_MOVE and chroot instead
+	// of pivot_root, which the initramfs a VM runs from does not allow
+	// (see RootIsInitramfs).
+	NoPivotRoot bool
 }
 
 // Manager is the set of containers. It is safe for concurrent use.

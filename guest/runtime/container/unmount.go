@@ -63,3 +63,28 @@ func unescapeMountPath(s string) string {
 	}
 	return b.String()
 }
+
+// RootIsInitramfs reports whether / is the kernel's initial rootfs (an
+// initramfs never switched away from), where pivot_root fails.
+func RootIsInitramfs(mountinfo string) bool {
+	b, err := os.ReadFile(mountinfo)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		// mountinfo: id parent major:minor root mountpoint opts... - fstype source superopts
+		if len(f) < 10 || f[4] != "/" {
+			continue
+		}
+		for i, x := range f {
+			if x == "-" && i+1 < len(f) {
+				if f[i+1] == "rootfs" {
+					return true
+				}
+				break
+			}
+		}
+	}
+	return false
+}

@@ -77,6 +77,15 @@ func mountOverlay(target string, s Spec) error {
 	if errors.Is(err, errNoFsopen) {
 		return mountClassic(target, s)
 	}
+	// Before 6.5 overlayfs parsed its options the legacy way: fsconfig
+	// takes any key and only the create fails (EINVAL on "lowerdir+").
+	// mount(2) then says whether the overlay itself is the problem.
+	if errors.Is(err, unix.EINVAL) {
+		if cerr := mountClassic(target, s); cerr != nil {
+			return fmt.Errorf("%w (mount(2) fallback: %v)", err, cerr)
+		}
+		return nil
+	}
 	return err
 }
 

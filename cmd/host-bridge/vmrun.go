@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uvmgcs/gcs/host"
+	"github.com/uvmgcs/gcs/host/layer"
+	"github.com/uvmgcs/gcs/protocol"
+)
+
+// usesSocketDir tells the runc-style run (against a running agent) from the
+// VM run (boots its own utility VM).
+func usesSocketDir(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "--socket-dir" || a == "-socket-dir" || strings.HasPrefix(a, "--socket-dir=") || strings.HasPrefix(a, "-socket-dir=") {
+			return true
+		}
+	}
+	return false
+}
+
+// runDispatch serves `run`: runc-style with --socket-dir, else in a VM.
+func runDispatch(args []string) (int, error) {
+	if usesSocketDir(args) {
+		return runMain(args)
+	}
+	return vmRunMain(args)
+}
+
+// vmRunMain boots a utility VM, puts the image on a read-only layer disk
+// and a scratch disk, runs the command in a container on them, relays its
+// stdio and exits with its exit code.
+func vmRunMain(args []string) (int, error) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	image := fs.String("image", "", "a directory or a tar to run (default: busybox)")
+	tty := fs.Bool("t", false, "allocate a terminal")
+	interactive := fs.Bool("i", false, "keep stdin open")
+	scratchMiB := fs.Int64("scratch", 256, "scratch disk size in MiB")
+	vf := addVMFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2, usageError{err}
+	}
+	argv := fs.Args()
+	if len(argv) == 0 {
+		return 2, usageError{errors.New("run: no command given (host-bridge run [--image DIR|TAR] -- cmd args)")}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+	defer stop()
+
+	work, err := os.MkdirTemp("", "host-bridge-run-")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(work)
+	t0 := time.Now()
+	layerImg, scratchImg := filepath.Join(work, "layer.img"), filepath.Join(work, "scratch.img")
+	if err := buildLayer(ctx, *image, work, layerImg); err != nil {
+		return 1, err
+	}
+	if err := layer.Scratch(ctx, scratchImg, *scratchMiB); err != nil {
+		return 1, err
+	}
+	vf.progress("image layer and scratch disks ready in %v", time.Since(t0).Round(time.Millisecond))
+
+	bctx, cancel := context.WithTimeout(ctx, vmBootTimeout)
+	u, m, shutdown, err := vf.boot(bctx)
+	cancel()
+	if err != nil {
+		return 1, err
+	}
+	defer shutdown()
+	gc := u.GuestConnection()
+
+	t1 := time.Now()
+	ld, err := m.AddSCSIDisk(ctx, layerImg, true)
+	if err != nil {
+		return 1, fmt.Errorf("attach the image layer: %w", err)
+	}
+	sd, err := m.AddSCSIDisk(ctx, scratchImg, false)
+	if err != nil {
+		return 1, fmt.Errorf("attach the scratch disk: %w", err)
+	}
+	id := "run-" + randomHex(6)
+	root := host.GuestBundleRoot + "/" + id + "/rootfs"
+	unmount, err := gc.MountLayerStack(ctx,
+		[]protocol.MappedVirtualDisk{{Controller: ld.Controller, Lun: ld.LUN, ReadOnly: true}},
+		&protocol.MappedVirtualDisk{Controller: sd.Controller, Lun: sd.LUN},
+		root)
+	if err != nil {
+		return 1, fmt.Errorf("mount the image in the VM: %w", err)
+	}
+	c, err := gc.CreateContainer(ctx, id, host.DefaultSpec(root, argv, *tty))
+	if err != nil {
+		unmount(context.WithoutCancel(ctx))
+		return 1, err
+	}
+	params := stdioParams(*tty, *interactive)
+	if *tty {
+		defer localConsole(params)()
+	}
+	p, err := c.CreateProcess(ctx, params)
+	if err != nil {
+		c.Delete(context.WithoutCancel(ctx))
+		unmount(context.WithoutCancel(ctx))
+		return 1, err
+	}
+	vf.progress("container started in %v", time.Since(t1).Round(time.Millisecond))
+	code, err := attach(ctx, p, *tty)
+	c.Wait()
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer ccancel()
+	if derr := c.Delete(cctx); derr != nil {
+		vf.progress("delete container: %v", derr)
+	}
+	if uerr := unmount(cctx); uerr != nil {
+		vf.progress("unmount the image: %v", uerr)
+	}
+	return code, err
+}
+
+// buildLayer writes the image's ext4 layer: busybox by default, else a
+// directory or a tar.
+func buildLayer(ctx context.Context, image, work, out string) error {
+	if image == "" {
+		tree := filepath.Join(work, "busybox")
+		if err := layer.Busybox(ctx, "/bin/busybox", tree); err != nil {
+			return err
+		}
+		return layer.FromDir(ctx, tree, out)
+	}
+	st, err := os.Stat(image)
+	if err != nil {
+		return fmt.Errorf("image: %w", err)
+	}
+	if st.IsDir() {
+		return layer.FromDir(ctx, image, out)
+	}
+	return layer.FromTar(ctx, image, out)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
