@@ -5,33 +5,65 @@ SHELL := /bin/bash
 #   make test    vet and test everything (root: real processes, namespaces)
 #   make bench   benchmarks with their baselines
 #   make build   out/gcs (static) and out/host-bridge
+#   make all     build, and the utility VM's boot files: out/initrd.img,
+#                out/rootfs.tar.gz, out/vmlinux (rootfs/build.sh)
 
 GO      ?= go
 OUT     := out
 APT_PKGS := gcc libc6-dev libseccomp-dev pkg-config busybox-static
+# What rootfs/build.sh needs, and what boots the VM.
+BOOT_PKGS := xz-utils cpio kmod busybox-static
+VM_PKGS   := qemu-system-x86
 STATIC  := -tags 'seccomp netgo osusergo' -ldflags '-s -w -extldflags -static'
 GCS     := $(abspath $(OUT)/gcs)
 HOSTBR  := $(abspath $(OUT)/host-bridge)
+BOOT_FILES := $(OUT)/initrd.img $(OUT)/rootfs.tar.gz $(OUT)/vmlinux
 # Unit packages also run under the race detector.
 RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/... ./host/
 
-.PHONY: all build deps bench-deps apt-install test bench run clean FORCE
+.PHONY: all build boot deps boot-deps bench-deps apt-install test bench run clean FORCE
 
-all: build
+all: build boot
 
 build: $(OUT)/gcs $(OUT)/host-bridge
+
+# Replace $@ by $@.new only when the bytes differ, so what depends on $@
+# is not rebuilt for an identical binary.
+replace-if-changed = if cmp -s $@.new $@; then rm -f $@.new; else mv -f $@.new $@; fi
 
 # go's build cache makes these cheap when nothing changed.
 $(OUT)/gcs: FORCE
 	@mkdir -p $(OUT)
-	CGO_ENABLED=1 $(GO) build $(STATIC) -o $@ ./cmd/gcs
+	CGO_ENABLED=1 $(GO) build -trimpath $(STATIC) -o $@.new ./cmd/gcs
+	@$(replace-if-changed)
 
 $(OUT)/host-bridge: FORCE
 	@mkdir -p $(OUT)
 	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o $@ ./cmd/host-bridge
 
+# The utility VM's PID 1.
+$(OUT)/init: FORCE
+	@mkdir -p $(OUT)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@.new ./rootfs/init
+	@$(replace-if-changed)
+
+boot: $(BOOT_FILES)
+
+# What apt decides (the kernel linux-image-amd64 names, busybox's version)
+# is an input too: this file changes only when one of them does.
+$(OUT)/boot-inputs: boot-deps
+	@mkdir -p $(OUT)
+	@{ rootfs/build.sh --versions && echo "SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-0}"; } >$@.new
+	@$(replace-if-changed)
+
+$(BOOT_FILES) &: $(OUT)/gcs $(OUT)/init $(OUT)/boot-inputs rootfs/build.sh rootfs/modules.txt
+	rootfs/build.sh $(OUT) $(OUT)/gcs $(OUT)/init
+
 deps:
 	@$(MAKE) --no-print-directory apt-install PKGS="$(APT_PKGS)"
+
+boot-deps:
+	@$(MAKE) --no-print-directory apt-install PKGS="$(BOOT_PKGS) $(VM_PKGS)"
 
 # Debian's runc and crun: the baselines container benchmarks compare with.
 bench-deps:
@@ -47,7 +79,7 @@ apt-install:
 run: deps build
 	$(HOSTBR) exec --guest $(GCS) -- echo hello
 
-test: deps build
+test: deps all
 	$(GO) vet ./...
 	GCS_BINARY=$(GCS) $(GO) test -count=1 -v -timeout 20m ./... 2>&1 | tee $(OUT)/test.log; exit $${PIPESTATUS[0]}
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// moduleResults says what became of each module of the load list.
+type moduleResults struct {
+	loaded  int
+	skipped []string // refused by this machine (no such device: a CPU feature is missing)
+	failed  []string
+}
+
+// loadModules loads each .ko that list names (paths relative to dir),
+// in order, with finit_module: the list is already in dependency order, so
+// no modprobe is needed. A module that fails is reported, not fatal.
+func loadModules(list, dir string) moduleResults {
+	var res moduleResults
+	start := time.Now()
+	b, err := os.ReadFile(list)
+	if err != nil {
+		logf("modules: %v", err)
+		res.failed = append(res.failed, list)
+		return res
+	}
+	for _, rel := range parseModuleList(string(b)) {
+		err := loadModule(filepath.Join(dir, rel))
+		name := strings.TrimSuffix(filepath.Base(rel), ".ko")
+		switch {
+		case err == nil || errors.Is(err, unix.EEXIST):
+			res.loaded++
+		case errors.Is(err, unix.ENODEV):
+			res.skipped = append(res.skipped, name)
+		default:
+			res.failed = append(res.failed, fmt.Sprintf("%s (%v)", name, err))
+		}
+	}
+	logf("modules: %d loaded, %d not for this machine [%s], %d failed [%s] in %d ms",
+		res.loaded, len(res.skipped), strings.Join(res.skipped, " "),
+		len(res.failed), strings.Join(res.failed, ", "), time.Since(start).Milliseconds())
+	return res
+}
+
+func loadModule(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.FinitModule(int(f.Fd()), "", 0)
+}
+
+// parseModuleList reads /etc/modules-load: one path a line; blank lines
+// and # comments are skipped.
+func parseModuleList(s string) []string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, line)
+		}
+	}
+	return out
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+var agentEnv = []string{
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"HOME=/root",
+}
+
+// stopGrace is how long gcs gets to exit after a shutdown signal.
+const stopGrace = 10 * time.Second
+
+// catchSignals turns the signals that would end a Go program (and so
+// panic the kernel, init having died) into requests to shut down, or
+// drops them. Ctrl-Alt-Del becomes SIGINT instead of a reboot.
+//
+// Dropped signals are caught, not ignored: an ignored signal stays ignored
+// across exec, in gcs and every process it starts.
+func catchSignals() <-chan os.Signal {
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
+	stop := make(chan os.Signal, 4)
+	signal.Notify(stop, unix.SIGTERM, unix.SIGINT, unix.SIGPWR)
+	drop := make(chan os.Signal, 4)
+	signal.Notify(drop, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
+	go func() {
+		for s := range drop {
+			logf("ignoring %v", s)
+		}
+	}()
+	return stop
+}
+
+// superviseAgent starts the agent in its own session, its output on the
+// console, reaps every child (orphans are reparented to PID 1), and
+// returns once the agent has exited, or stopGrace after a shutdown signal.
+func superviseAgent(path string, args []string, sigs <-chan os.Signal) error {
+	console, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0)
+	if err != nil {
+		logf("console: %v; gcs writes to init's stderr", err)
+		console = os.Stderr
+	}
+	devnull, err := os.Open("/dev/null")
+	if err != nil {
+		return err
+	}
+	logf("starting %s %s", path, strings.Join(args, " "))
+	pid, err := syscall.ForkExec(path, append([]string{path}, args...), &syscall.ProcAttr{
+		Dir:   "/",
+		Env:   agentEnv,
+		Files: []uintptr{devnull.Fd(), console.Fd(), console.Fd()},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+	devnull.Close()
+	if console != os.Stderr {
+		console.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("start %s: %w", path, err)
+	}
+	exited := make(chan unix.WaitStatus, 1)
+	go reapChildren(pid, exited)
+
+	var deadline <-chan time.Time
+	for {
+		select {
+		case ws := <-exited:
+			logf("gcs %s", describeExit(ws))
+			return nil
+		case s := <-sigs:
+			logf("%v: stopping gcs", s)
+			_ = unix.Kill(pid, unix.SIGTERM)
+			if deadline == nil {
+				deadline = time.After(stopGrace)
+			}
+		case <-deadline:
+			logf("gcs still running %v after the shutdown signal", stopGrace)
+			return nil
+		}
+	}
+}
+
+// reapChildren waits for every child, reports the agent's exit, and
+// returns when there are no children left.
+func reapChildren(agent int, exited chan<- unix.WaitStatus) {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		switch {
+		case err == unix.EINTR:
+		case err != nil:
+			return
+		case pid == agent:
+			exited <- ws
+		}
+	}
+}
+
+func describeExit(ws unix.WaitStatus) string {
+	if ws.Signaled() {
+		return fmt.Sprintf("killed by %v", ws.Signal())
+	}
+	return fmt.Sprintf("exited with status %d", ws.ExitStatus())
+}
