@@ -1,7 +1,8 @@
 SHELL := /bin/bash
 # uvmgcs: the guest compute service and its host library.
 #
-#   make run     install what is missing, build, run `echo hello` through the agent
+#   make run     install what is missing, build, boot a utility VM and run
+#                `echo hello` in a container in it
 #   make test    vet and test everything (root: real processes, namespaces)
 #   make bench   benchmarks with their baselines
 #   make build   out/gcs (static) and out/host-bridge
@@ -10,7 +11,9 @@ SHELL := /bin/bash
 
 GO      ?= go
 OUT     := out
-APT_PKGS := gcc libc6-dev libseccomp-dev pkg-config busybox-static
+# e2fsprogs and erofs-utils make layer images; cryptsetup-bin's veritysetup
+# makes dm-verity hash trees in the storage tests.
+APT_PKGS := gcc libc6-dev libseccomp-dev pkg-config busybox-static e2fsprogs erofs-utils cryptsetup-bin
 # What rootfs/build.sh needs, and what boots the VM.
 BOOT_PKGS := xz-utils cpio kmod busybox-static
 VM_PKGS   := qemu-system-x86
@@ -21,7 +24,7 @@ BOOT_FILES := $(OUT)/initrd.img $(OUT)/rootfs.tar.gz $(OUT)/vmlinux
 # Unit packages also run under the race detector.
 RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/... ./host/
 
-.PHONY: all build boot deps boot-deps bench-deps apt-install test bench run clean FORCE
+.PHONY: run-hostmode all build boot deps boot-deps bench-deps apt-install test bench run clean FORCE
 
 all: build boot
 
@@ -76,7 +79,13 @@ apt-install:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-run: deps build
+# A container in a utility VM booted from make all's files: the default
+# busybox image on a layer disk, a scratch disk, `echo hello`.
+run: deps all
+	$(HOSTBR) run -- echo hello
+
+# The same through the agent on this host (no VM): a process, host mode.
+run-hostmode: deps build
 	$(HOSTBR) exec --guest $(GCS) -- echo hello
 
 test: deps all

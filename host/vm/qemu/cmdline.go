@@ -180,6 +180,9 @@ func (l launch) args() []string {
 		"-serial", "chardev:"+consoleChardev,
 		"-qmp", "unix:"+l.paths.qmpSocket+",server=on,wait=off",
 		"-device", "virtio-scsi-pci,id="+scsiController,
+		// The host's entropy seeds the guest's RNG at boot.
+		"-object", "rng-random,id=rng0,filename=/dev/urandom",
+		"-device", "virtio-rng-pci,rng=rng0",
 		"-device", "virtio-serial",
 		"-chardev", "socket,path="+l.paths.agentSock+",server=on,wait=off,id="+agentChardev,
 		"-device", "virtserialport,chardev="+agentChardev+",name="+agentPortName,
