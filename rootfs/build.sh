@@ -133,11 +133,19 @@ build() {
 	# Modules, uncompressed, with their own modules.dep for busybox modprobe.
 	local mods=()
 	mapfile -t mods < <(sed 's/#.*//' "$here/modules.txt" | awk 'NF { print $1 }')
+	local bootmods=()
+	mapfile -t bootmods < <(sed 's/#.*//' "$here/modules.txt" | awk '$2 == "boot" { print $1 }')
 	local closure=() rel src dst kept list
 	list=$(module_closure "$kdir" "$kver" "${mods[@]}")
 	mapfile -t closure <<<"$list"
 	local mdir=$tree/lib/modules/$kver
+	# The boot subset's closure, in dependency order, is the init's list.
 	: >"$tree/etc/modules-load"
+	while IFS= read -r rel; do
+		[[ -n $rel ]] || continue
+		kept=${rel%.xz}
+		echo "${kept%.zst}" >>"$tree/etc/modules-load"
+	done < <(module_closure "$kdir" "$kver" "${bootmods[@]}")
 	for rel in "${closure[@]}"; do
 		src=$kdir/lib/modules/$kver/$rel
 		kept=${rel%.xz}
@@ -151,7 +159,6 @@ build() {
 		*) die "module $rel: unknown format" ;;
 		esac
 		chmod 0644 "$dst"
-		echo "$kept" >>"$tree/etc/modules-load"
 	done
 	cp "$kdir/lib/modules/$kver"/{modules.order,modules.builtin,modules.builtin.modinfo} "$mdir/"
 	depmod -b "$tree" "$kver"

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uvmgcs/gcs/guest/bridge"
+	"github.com/uvmgcs/gcs/guest/kmod"
 	"github.com/uvmgcs/gcs/guest/runtime"
 	"github.com/uvmgcs/gcs/guest/runtime/container"
 	"github.com/uvmgcs/gcs/guest/storage"
@@ -109,7 +110,8 @@ func run(o options) error {
 		return err
 	}
 	defer containers.Close(context.WithoutCancel(ctx))
-	(&bridge.UVM{Processes: procs, Shutdown: cancel, Containers: containers, Resources: st}).Register(mux)
+	(&bridge.UVM{Processes: procs, Shutdown: cancel, Containers: containers,
+		Resources: moduleLoading{next: st, kmod: kmod.New("/lib/modules", "/sys/module")}}).Register(mux)
 	log.G(ctx).WithField("transport", o.transport).Info("gcs started")
 	return b.Run(ctx, dialer)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -30,9 +31,16 @@ func loadModules(list, dir string) moduleResults {
 		res.failed = append(res.failed, list)
 		return res
 	}
+	type timing struct {
+		name string
+		d    time.Duration
+	}
+	var slow []timing
 	for _, rel := range parseModuleList(string(b)) {
+		t0 := time.Now()
 		err := loadModule(filepath.Join(dir, rel))
 		name := strings.TrimSuffix(filepath.Base(rel), ".ko")
+		slow = append(slow, timing{name, time.Since(t0)})
 		switch {
 		case err == nil || errors.Is(err, unix.EEXIST):
 			res.loaded++
@@ -42,6 +50,12 @@ func loadModules(list, dir string) moduleResults {
 			res.failed = append(res.failed, fmt.Sprintf("%s (%v)", name, err))
 		}
 	}
+	sort.Slice(slow, func(i, j int) bool { return slow[i].d > slow[j].d })
+	var top []string
+	for i := 0; i < len(slow) && i < 5; i++ {
+		top = append(top, fmt.Sprintf("%s %dms", slow[i].name, slow[i].d.Milliseconds()))
+	}
+	logf("modules: slowest %s", strings.Join(top, ", "))
 	logf("modules: %d loaded, %d not for this machine [%s], %d failed [%s] in %d ms",
 		res.loaded, len(res.skipped), strings.Join(res.skipped, " "),
 		len(res.failed), strings.Join(res.failed, ", "), time.Since(start).Milliseconds())

@@ -1,0 +1,133 @@
+// Package kmod owns loading kernel modules on demand in the utility VM:
+// the init loads only what boot needs, and the agent loads a resource's
+// modules (a file system, device-mapper targets, pmem, a NIC driver) the
+// first time a request needs them. It reads depmod's modules.dep and loads
+// each module's dependencies first with finit_module, as modprobe would.
+package kmod
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Loader loads modules from one modules directory. It is safe for
+// concurrent use; a module already loaded (or built in) costs a stat.
+type Loader struct {
+	dir    string // /lib/modules/<release>
+	sysMod string // /sys/module
+
+	mu   sync.Mutex
+	deps map[string][]string // module name -> path, then its dependencies' paths
+	err  error
+}
+
+// New returns a loader for the running kernel's modules under root
+// (normally "/lib/modules"), checking loaded modules in sysModule
+// (normally "/sys/module").
+func New(root, sysModule string) *Loader {
+	var u unix.Utsname
+	release := ""
+	if unix.Uname(&u) == nil {
+		release = unix.ByteSliceToString(u.Release[:])
+	}
+	return &Loader{dir: filepath.Join(root, release), sysMod: sysModule}
+}
+
+// name normalises a module name: modprobe treats '-' and '_' alike.
+func name(s string) string { return strings.ReplaceAll(s, "-", "_") }
+
+// Load loads each named module with its dependencies. A module the kernel
+// has built in or already loaded is no error; one this machine cannot use
+// (ENODEV: a missing CPU feature) is skipped.
+func (l *Loader) Load(names ...string) error {
+	var errs []error
+	for _, n := range names {
+		if l.loaded(n) {
+			continue
+		}
+		paths, err := l.closure(n)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, p := range paths {
+			if err := finit(filepath.Join(l.dir, p)); err != nil {
+				errs = append(errs, fmt.Errorf("load %s: %w", p, err))
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l *Loader) loaded(n string) bool {
+	_, err := os.Stat(filepath.Join(l.sysMod, name(n)))
+	return err == nil
+}
+
+// closure returns the module files to load for n, dependencies first.
+func (l *Loader) closure(n string) ([]string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.deps == nil && l.err == nil {
+		l.deps, l.err = readDeps(filepath.Join(l.dir, "modules.dep"))
+	}
+	if l.err != nil {
+		return nil, l.err
+	}
+	d, ok := l.deps[name(n)]
+	if !ok {
+		return nil, fmt.Errorf("module %s: not in %s", n, l.dir)
+	}
+	// modules.dep lists a module's dependencies so that loading them in
+	// reverse order satisfies each before its users.
+	out := make([]string, 0, len(d))
+	for i := len(d) - 1; i >= 1; i-- {
+		out = append(out, d[i])
+	}
+	return append(out, d[0]), nil
+}
+
+// readDeps parses modules.dep: "path: dep dep ...".
+func readDeps(path string) (map[string][]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	deps := make(map[string][]string)
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		mod, rest, ok := strings.Cut(s.Text(), ":")
+		if !ok {
+			continue
+		}
+		base := filepath.Base(mod)
+		for _, ext := range []string{".ko.xz", ".ko.zst", ".ko.gz", ".ko"} {
+			base = strings.TrimSuffix(base, ext)
+		}
+		deps[name(base)] = append([]string{mod}, strings.Fields(rest)...)
+	}
+	return deps, s.Err()
+}
+
+func finit(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	err = unix.FinitModule(int(f.Fd()), "", 0)
+	if err == nil || errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENODEV) {
+		return nil
+	}
+	return err
+}
