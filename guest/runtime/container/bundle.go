@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/uvmgcs/gcs/protocol"
 )
@@ -227,9 +228,15 @@ func (m *Manager) etcFiles(b *bundle) error {
 			}
 		}
 	}
+	readOnlyFS := readOnlyFilesystem(b.spec.Root.Path)
 	for _, name := range []string{"hostname", "hosts", "resolv.conf"} {
 		dst := "/etc/" + name
 		if slices.ContainsFunc(b.spec.Mounts, func(mt specs.Mount) bool { return path.Clean(mt.Destination) == dst }) {
+			continue
+		}
+		// A read-only image without the file has nowhere to mount it:
+		// the container goes without, as it would under runc.
+		if _, err := os.Lstat(filepath.Join(b.spec.Root.Path, "etc", name)); err != nil && readOnlyFS {
 			continue
 		}
 		opts := []string{"rbind", "rprivate"}
@@ -241,4 +248,11 @@ func (m *Manager) etcFiles(b *bundle) error {
 		})
 	}
 	return nil
+}
+
+// readOnlyFilesystem reports whether the file system holding dir is
+// mounted read-only (an image layer with no scratch).
+func readOnlyFilesystem(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Flags&unix.ST_RDONLY != 0
 }
