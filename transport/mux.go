@@ -105,8 +105,17 @@ type MuxHost struct {
 
 	mu        sync.Mutex
 	listeners map[uint32]*muxListener
+	fallback  func(port uint32, c net.Conn)
 	done      chan struct{}
 	err       error
+}
+
+// SetFallback hands streams for ports nobody listens on to f (which owns
+// the connection) instead of refusing them: a relay to another transport.
+func (h *MuxHost) SetFallback(f func(port uint32, c net.Conn)) {
+	h.mu.Lock()
+	h.fallback = f
+	h.mu.Unlock()
 }
 
 // NewMuxHost serves a session over conn (the host end of the channel) until
@@ -147,8 +156,12 @@ func (h *MuxHost) route(s *yamux.Stream) {
 	s.SetReadDeadline(time.Time{})
 	port := binary.LittleEndian.Uint32(hdr[:])
 	h.mu.Lock()
-	l := h.listeners[port]
+	l, fallback := h.listeners[port], h.fallback
 	h.mu.Unlock()
+	if l == nil && fallback != nil {
+		fallback(port, muxConn{s})
+		return
+	}
 	if l == nil || !l.offer(muxConn{s}) {
 		s.Close()
 	}

@@ -149,3 +149,28 @@ func TestFindVirtioPort(t *testing.T) {
 		t.Fatalf("missing port: %v", err)
 	}
 }
+
+func TestMuxFallback(t *testing.T) {
+	g, h := socketPair(t)
+	host, err := NewMuxHost(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	got := make(chan uint32, 1)
+	host.SetFallback(func(port uint32, c net.Conn) {
+		got <- port
+		io.WriteString(c, "relayed")
+		c.Close()
+	})
+	d := &MuxDialer{Open: func() (io.ReadWriteCloser, error) { return g, nil }}
+	defer d.Close()
+	c, err := d.Dial(context.Background(), 0x40000123)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(c)
+	if p := <-got; p != 0x40000123 || string(b) != "relayed" {
+		t.Fatalf("port %#x, read %q", p, b)
+	}
+}

@@ -30,7 +30,14 @@ type cmdFlags struct {
 // --connect-timeout; the verb adds its own flags to fs.
 func newCmdFlags(verb string) *cmdFlags {
 	f := &cmdFlags{fs: flag.NewFlagSet(verb, flag.ContinueOnError), verb: verb}
-	f.fs.StringVar(&f.dir, "socket-dir", "", "directory of the unix transport's sockets (required)")
+	f.fs.StringVar(&f.dir, "socket-dir", "", "directory of the unix transport's sockets (or --uvm)")
+	f.fs.Func("uvm", "the long-lived utility VM NAME (host-bridge uvm start) to act on", func(name string) error {
+		if !validUVMName(name) {
+			return fmt.Errorf("uvm name %q is not valid", name)
+		}
+		f.dir = uvmSocketDir(name)
+		return nil
+	})
 	f.fs.DurationVar(&f.timeout, "connect-timeout", defaultConnectTimeout, "how long to wait for the agent to connect")
 	f.fs.Usage = func() {
 		fmt.Fprintln(f.fs.Output(), verbUsage(verb))
@@ -54,7 +61,7 @@ func (f *cmdFlags) parse(args []string, minArgs, maxArgs int) ([]string, error) 
 		return nil, usageError{err}
 	}
 	if f.dir == "" {
-		return nil, usageError{fmt.Errorf("%s: --socket-dir is required", f.verb)}
+		return nil, usageError{fmt.Errorf("%s: --socket-dir or --uvm is required", f.verb)}
 	}
 	if len(pos) < minArgs || (maxArgs >= 0 && len(pos) > maxArgs) {
 		return nil, usageError{fmt.Errorf("%s: wrong number of arguments (%d)\n%s", f.verb, len(pos), verbUsage(f.verb))}

@@ -26,6 +26,13 @@ import (
 func execMain(args []string) (int, error) {
 	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
 	dir := fs.String("socket-dir", "", "directory of the unix transport's sockets")
+	fs.Func("uvm", "the long-lived utility VM NAME (host-bridge uvm start) to act on", func(name string) error {
+		if !validUVMName(name) {
+			return fmt.Errorf("uvm name %q is not valid", name)
+		}
+		*dir = uvmSocketDir(name)
+		return nil
+	})
 	guest := fs.String("guest", "", "start this gcs binary on this host (host mode) instead of waiting for a VM's agent")
 	ctr := fs.String("container", "", "run the command in this running container instead of the utility VM")
 	tty := fs.Bool("t", false, "allocate a terminal")

@@ -57,6 +57,15 @@ commands:
   resume  thaw a paused container
   delete  delete a stopped container (-f: kill it first)
   list    list the agent's containers
+  uvm     start|stop|list long-lived utility VMs; other verbs reach one
+          with --uvm NAME instead of --socket-dir
+
+Without --socket-dir or --uvm:
+  run [--image DIR|TAR] [-t] [-i] -- cmd args
+          boot a utility VM from out/, run cmd in a container on the
+          image (busybox by default) and exit with its code
+  exec --vm [-t] [-i] -- cmd args
+          boot a utility VM and run cmd in it
 
 Run "host-bridge <command> -h" for a command's flags.
 `
@@ -74,6 +83,7 @@ var verbs = map[string]func([]string) (int, error){
 	"resume": resumeMain,
 	"delete": deleteMain,
 	"list":   listMain,
+	"uvm":    uvmMain,
 }
 
 // synopses are each container verb's one-line usage.

@@ -27,8 +27,10 @@ func usesSocketDir(args []string) bool {
 		if a == "--" {
 			return false
 		}
-		if a == "--socket-dir" || a == "-socket-dir" || strings.HasPrefix(a, "--socket-dir=") || strings.HasPrefix(a, "-socket-dir=") {
-			return true
+		for _, f := range []string{"socket-dir", "uvm"} {
+			if a == "--"+f || a == "-"+f || strings.HasPrefix(a, "--"+f+"=") || strings.HasPrefix(a, "-"+f+"=") {
+				return true
+			}
 		}
 	}
 	return false
