@@ -1,8 +1,8 @@
 // Package storage owns the guest's storage resources as the host modifies
 // them on the utility VM: it decodes each ModifySettings request and hands
-// it to the package that owns that kind (scsi for disks, overlay for
-// combined layers), all recording their mounts in one reference-counted
-// table so shutdown can unwind them in order.
+// it to the package that owns that kind (scsi for disks, pmem for VPMem
+// layers, overlay for combined layers), all recording their mounts in one
+// reference-counted table so shutdown can unwind them in order.
 package storage
 
 import (
@@ -12,8 +12,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/uvmgcs/gcs/guest/storage/dm"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
 	"github.com/uvmgcs/gcs/guest/storage/overlay"
+	"github.com/uvmgcs/gcs/guest/storage/pmem"
 	"github.com/uvmgcs/gcs/guest/storage/scsi"
 	"github.com/uvmgcs/gcs/internal/log"
 	"github.com/uvmgcs/gcs/protocol"
@@ -32,8 +34,8 @@ type Config struct {
 	// SCSIHosts, when not nil, maps SCSI controller indices to guest SCSI
 	// host numbers instead of discovering them (see scsi.ControllerHosts).
 	SCSIHosts map[uint8]uint32
-	// DeviceTimeout bounds the wait for a disk to appear
-	// (scsi.DefaultTimeout if 0).
+	// DeviceTimeout bounds the wait for a disk or a VPMem device to
+	// appear (scsi.DefaultTimeout and pmem.DefaultTimeout if 0).
 	DeviceTimeout time.Duration
 }
 
@@ -42,6 +44,7 @@ type Config struct {
 type Manager struct {
 	table  *mounts.Table
 	disks  *scsi.Disks
+	pmem   *pmem.Devices
 	layers *overlay.Layers
 }
 
@@ -68,9 +71,16 @@ func New(cfg Config) (*Manager, error) {
 		Hosts:   cfg.SCSIHosts,
 		Timeout: cfg.DeviceTimeout,
 	})
+	mapper := dm.New(dm.Config{DevRoot: cfg.DevRoot, SysRoot: cfg.SysRoot})
+	pmemLoc := pmem.NewLocator(pmem.Config{
+		SysRoot: cfg.SysRoot,
+		DevRoot: cfg.DevRoot,
+		Timeout: cfg.DeviceTimeout,
+	})
 	return &Manager{
 		table:  table,
-		disks:  scsi.NewDisks(loc, table),
+		disks:  scsi.NewDisksWithMapper(loc, table, mapper),
+		pmem:   pmem.New(pmemLoc, mapper, table),
 		layers: overlay.NewLayers(table),
 	}, nil
 }
@@ -95,9 +105,8 @@ const (
 )
 
 // Modify serves one ModifySettings request on the utility VM. Resource
-// types that are not storage answer HrNotImpl. VPMemDevice, MappedDirectory
-// and dm-verity disks answer HrNotImpl too: they are served by a later
-// change.
+// types that are not storage answer HrNotImpl. MappedDirectory answers
+// HrNotImpl too: it is served by a later change.
 func (m *Manager) Modify(ctx context.Context, req protocol.ModificationRequest) error {
 	op := req.RequestType
 	if op == "" {
@@ -125,6 +134,17 @@ func (m *Manager) Modify(ctx context.Context, req protocol.ModificationRequest) 
 		}
 		if op == requestRemove {
 			return m.disks.RemoveDevice(ctx, &d)
+		}
+	case protocol.ResourceVPMemDevice:
+		var d protocol.VPMemDevice
+		if err := decode(req, &d); err != nil {
+			return err
+		}
+		switch op {
+		case requestAdd:
+			return m.pmem.Add(ctx, &d)
+		case requestRemove:
+			return m.pmem.Remove(ctx, &d)
 		}
 	case protocol.ResourceCombinedLayers:
 		var c protocol.CombinedLayers

@@ -45,7 +45,7 @@ func TestModifyRefusals(t *testing.T) {
 	}{
 		{"unknown type", request(t, "Floppy", "Add", struct{}{}), protocol.HrNotImpl},
 		{"network", request(t, protocol.ResourceNetwork, "Add", protocol.NetworkAdapter{}), protocol.HrNotImpl},
-		{"vpmem", request(t, protocol.ResourceVPMemDevice, "", protocol.VPMemDevice{MountPath: root + "/p0"}), protocol.HrNotImpl},
+		{"missing vpmem", request(t, protocol.ResourceVPMemDevice, "", protocol.VPMemDevice{MountPath: root + "/p0"}), protocol.HrVmcomputeTimeout},
 		{"mapped directory", request(t, protocol.ResourceMappedDirectory, "Add", protocol.MappedDirectory{MountPath: root + "/d"}), protocol.HrNotImpl},
 		{"update disk", request(t, protocol.ResourceMappedVirtualDisk, "Update", protocol.MappedVirtualDisk{MountPath: root + "/m"}), protocol.HrNotImpl},
 		{"add scsi device", request(t, protocol.ResourceSCSIDevice, "Add", protocol.SCSIDevice{}), protocol.HrNotImpl},

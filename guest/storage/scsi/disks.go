@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/uvmgcs/gcs/guest/storage/dm"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
 	"github.com/uvmgcs/gcs/protocol"
 )
@@ -13,37 +14,53 @@ import (
 // holding each path in a mount table it shares with the other storage
 // kinds.
 type Disks struct {
-	loc   *Locator
-	table *mounts.Table
+	loc    *Locator
+	table  *mounts.Table
+	mapper *dm.Mapper
 }
 
-// NewDisks returns Disks finding devices with loc and recording mounts in
-// table.
+// NewDisks returns Disks finding devices with loc, recording mounts in
+// table, and stacking dm-verity with a Mapper on loc's device and sysfs
+// roots.
 func NewDisks(loc *Locator, table *mounts.Table) *Disks {
-	return &Disks{loc: loc, table: table}
+	return NewDisksWithMapper(loc, table, dm.New(dm.Config{DevRoot: loc.cfg.DevRoot, SysRoot: loc.cfg.SysRoot}))
+}
+
+// NewDisksWithMapper is NewDisks stacking dm-verity with mapper.
+func NewDisksWithMapper(loc *Locator, table *mounts.Table, mapper *dm.Mapper) *Disks {
+	return &Disks{loc: loc, table: table, mapper: mapper}
 }
 
 // key describes what a disk request mounts, so the same request twice
 // shares one mount and a different one at the same path is refused.
 func key(d *protocol.MappedVirtualDisk) string {
-	return fmt.Sprintf("scsi %d:%d partition %d (ro=%t blockdev=%t fs=%q options=%q)",
+	k := fmt.Sprintf("scsi %d:%d partition %d (ro=%t blockdev=%t fs=%q options=%q)",
 		d.Controller, d.Lun, d.Partition, d.ReadOnly, d.BlockDev, d.Filesystem, d.Options)
+	if v := d.VerityInfo; v != nil {
+		k += fmt.Sprintf(" verity %s", v.RootDigest)
+	}
+	return k
 }
 
 // Add finds the disk and mounts it at d.MountPath (or links it there, with
-// BlockDev). A disk without a MountPath is only waited for.
+// BlockDev). A disk without a MountPath is only waited for. A read-only
+// disk with VerityInfo is mounted through a dm-verity device, so every
+// block read is checked against the hash tree; a root digest that does
+// not match fails the mount with an error wrapping dm.ErrVerity.
 //
-// Encrypted disks and VerityInfo (dm-crypt, dm-verity) are served by a
-// later change and answer HrNotImpl. EnsureFilesystem is honoured when the
-// disk already holds the filesystem asked for; formatting a blank disk
+// VerityInfo on a writable disk, and encrypted disks (dm-crypt, served by
+// a later change), answer HrNotImpl. EnsureFilesystem is honoured when
+// the disk already holds the filesystem asked for; formatting a blank disk
 // needs mkfs, which the guest image does not carry, so that answers
 // HrNotImpl too.
 func (s *Disks) Add(ctx context.Context, d *protocol.MappedVirtualDisk) error {
 	switch {
 	case d.Encrypted:
 		return fmt.Errorf("encrypted SCSI disk: %w", protocol.HrNotImpl)
-	case d.VerityInfo != nil:
-		return fmt.Errorf("SCSI disk with dm-verity: %w", protocol.HrNotImpl)
+	case d.VerityInfo != nil && !d.ReadOnly:
+		// dm-verity devices are read-only; hcsshim's guest ignores
+		// VerityInfo on a writable disk, this one refuses it.
+		return fmt.Errorf("dm-verity on a writable SCSI disk: %w", protocol.HrNotImpl)
 	}
 	if d.MountPath == "" {
 		_, err := s.loc.Find(ctx, d.Controller, d.Lun, d.Partition)
@@ -54,19 +71,26 @@ func (s *Disks) Add(ctx context.Context, d *protocol.MappedVirtualDisk) error {
 		if err != nil {
 			return nil, err
 		}
-		if d.BlockDev {
-			return LinkDevice(ctx, dev, d.MountPath)
-		}
-		if d.EnsureFilesystem {
-			if err := ensureFilesystem(dev, d.Filesystem); err != nil {
-				return nil, err
+		use := func(ctx context.Context, dev string) (mounts.Undo, error) {
+			if d.BlockDev {
+				return LinkDevice(ctx, dev, d.MountPath)
 			}
+			if d.EnsureFilesystem {
+				if err := ensureFilesystem(dev, d.Filesystem); err != nil {
+					return nil, err
+				}
+			}
+			return MountDevice(ctx, dev, d.MountPath, MountOptions{
+				ReadOnly:   d.ReadOnly,
+				Filesystem: d.Filesystem,
+				Options:    d.Options,
+			})
 		}
-		return MountDevice(ctx, dev, d.MountPath, MountOptions{
-			ReadOnly:   d.ReadOnly,
-			Filesystem: d.Filesystem,
-			Options:    d.Options,
-		})
+		if d.VerityInfo == nil {
+			return use(ctx, dev)
+		}
+		name := dm.NameFor(fmt.Sprintf("scsi%d-%d-%d-verity", d.Controller, d.Lun, d.Partition), d.MountPath)
+		return s.mapper.StackVerity(ctx, name, dev, d.VerityInfo, use)
 	})
 }
 
