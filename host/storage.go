@@ -141,3 +141,15 @@ func (gc *GuestConnection) MountLayerStack(ctx context.Context, layers []protoco
 	undo = append(undo, func(ctx context.Context) error { return gc.RemoveCombinedLayers(ctx, c) })
 	return unwind, nil
 }
+
+// AddVPMemDevice has the guest mount the VPMem device d.DeviceNumber
+// read-only at d.MountPath (through a dm-linear slice with MappingInfo and
+// dm-verity with VerityInfo).
+func (gc *GuestConnection) AddVPMemDevice(ctx context.Context, d protocol.VPMemDevice) error {
+	return gc.modifyUVM(ctx, protocol.ResourceVPMemDevice, protocol.RequestTypeAdd, d)
+}
+
+// RemoveVPMemDevice undoes AddVPMemDevice.
+func (gc *GuestConnection) RemoveVPMemDevice(ctx context.Context, d protocol.VPMemDevice) error {
+	return gc.modifyUVM(ctx, protocol.ResourceVPMemDevice, protocol.RequestTypeRemove, d)
+}

@@ -11,7 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+
+	"github.com/uvmgcs/gcs/protocol"
 )
 
 // FromDir writes an ext4 image of dir to out, sized to fit with headroom.
@@ -56,7 +59,8 @@ func mkfs(ctx context.Context, out string, mib int64, args ...string) error {
 	if err != nil {
 		return err
 	}
-	argv := append([]string{"-q", "-F", "-t", "ext4", "-E", "lazy_itable_init=1,lazy_journal_init=1"}, args...)
+	// 4 KiB blocks whatever the size: dm-verity and DAX want the page size.
+	argv := append([]string{"-q", "-F", "-t", "ext4", "-b", "4096", "-E", "lazy_itable_init=1,lazy_journal_init=1"}, args...)
 	argv = append(argv, out)
 	cmd := exec.CommandContext(ctx, "mke2fs", argv...)
 	cmd.Env = append(os.Environ(), "E2FSPROGS_FAKE_TIME=1")
@@ -121,4 +125,41 @@ func Busybox(ctx context.Context, busybox, dir string) error {
 		}
 	}
 	return nil
+}
+
+// AppendVerity appends a dm-verity hash tree to the ext4 image img (with
+// Debian's veritysetup, cryptsetup-bin) and returns what the guest needs
+// to check it.
+func AppendVerity(ctx context.Context, img string) (*protocol.VerityInfo, error) {
+	st, err := os.Stat(img)
+	if err != nil {
+		return nil, err
+	}
+	size := st.Size()
+	out, err := exec.CommandContext(ctx, "veritysetup", "format", "--hash-offset="+strconv.FormatInt(size, 10), img, img).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("veritysetup format %s: %v: %s", img, err, strings.TrimSpace(string(out)))
+	}
+	v := &protocol.VerityInfo{Ext4SizeInBytes: size, Version: 1, SuperBlock: true}
+	for _, line := range strings.Split(string(out), "\n") {
+		k, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		val = strings.TrimSpace(val)
+		switch strings.TrimSpace(k) {
+		case "Hash algorithm":
+			v.Algorithm = val
+		case "Salt":
+			v.Salt = val
+		case "Root hash":
+			v.RootDigest = val
+		case "Data block size":
+			v.BlockSize, _ = strconv.Atoi(val)
+		}
+	}
+	if v.RootDigest == "" || v.BlockSize == 0 {
+		return nil, fmt.Errorf("veritysetup format %s: no root hash in its output:\n%s", img, out)
+	}
+	return v, nil
 }

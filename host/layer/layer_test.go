@@ -39,3 +39,27 @@ func TestBusyboxImage(t *testing.T) {
 		t.Fatalf("scratch size %d", st.Size())
 	}
 }
+
+func TestAppendVerity(t *testing.T) {
+	if _, err := exec.LookPath("veritysetup"); err != nil {
+		t.Skip("SKIP (loud): veritysetup (cryptsetup-bin) is not installed")
+	}
+	if _, err := exec.LookPath("mke2fs"); err != nil {
+		t.Skip("SKIP (loud): mke2fs (e2fsprogs) is not installed")
+	}
+	ctx := context.Background()
+	img := filepath.Join(t.TempDir(), "v.img")
+	if err := Scratch(ctx, img, 8); err != nil {
+		t.Fatal(err)
+	}
+	v, err := AppendVerity(ctx, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Ext4SizeInBytes != 8<<20 || v.BlockSize != 4096 || len(v.RootDigest) != 64 || v.Algorithm != "sha256" {
+		t.Fatalf("verity info %+v", v)
+	}
+	if st, _ := os.Stat(img); st.Size() <= 8<<20 {
+		t.Fatal("no hash tree appended")
+	}
+}

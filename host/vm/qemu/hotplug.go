@@ -152,6 +152,9 @@ func nodeExists(ctx context.Context, qc *qmp.Client, name string) (bool, error) 
 	return false, nil
 }
 
+// pmemAlign is the size a pmem device's backing file is padded to.
+const pmemAlign = 2 << 20
+
 // AddPMem implements vm.VM: a memory-backend-file over the whole file
 // (shared, so that the guest sees the file; read-only where this QEMU
 // supports it) and a virtio-pmem-pci device on it. Devices are numbered in
@@ -168,6 +171,16 @@ func (v *VM) AddPMem(ctx context.Context, path string) (uint32, error) {
 	if st.Size() == 0 {
 		return 0, fmt.Errorf("add pmem %s: file is empty", path)
 	}
+	// The guest maps a pmem device in whole 2 MiB subsections and refuses
+	// a misaligned one: pad the file (sparse; past its data and any
+	// hash tree, so nothing reads the padding).
+	size := st.Size()
+	if rem := size % pmemAlign; rem != 0 {
+		size += pmemAlign - rem
+		if err := os.Truncate(path, size); err != nil {
+			return 0, fmt.Errorf("add pmem: pad %s to %d bytes: %w", path, size, err)
+		}
+	}
 	v.devMu.Lock()
 	defer v.devMu.Unlock()
 	n := v.pmems
@@ -178,7 +191,7 @@ func (v *VM) AddPMem(ctx context.Context, path string) (uint32, error) {
 		"qom-type": "memory-backend-file",
 		"id":       memID,
 		"mem-path": path,
-		"size":     st.Size(),
+		"size":     size,
 		"share":    true,
 		"readonly": true,
 	}
