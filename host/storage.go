@@ -153,3 +153,14 @@ func (gc *GuestConnection) AddVPMemDevice(ctx context.Context, d protocol.VPMemD
 func (gc *GuestConnection) RemoveVPMemDevice(ctx context.Context, d protocol.VPMemDevice) error {
 	return gc.modifyUVM(ctx, protocol.ResourceVPMemDevice, protocol.RequestTypeRemove, d)
 }
+
+// AddMappedDirectory has the guest mount the host directory shared under
+// d.ShareName at d.MountPath.
+func (gc *GuestConnection) AddMappedDirectory(ctx context.Context, d protocol.MappedDirectory) error {
+	return gc.modifyUVM(ctx, protocol.ResourceMappedDirectory, protocol.RequestTypeAdd, d)
+}
+
+// RemoveMappedDirectory undoes AddMappedDirectory.
+func (gc *GuestConnection) RemoveMappedDirectory(ctx context.Context, d protocol.MappedDirectory) error {
+	return gc.modifyUVM(ctx, protocol.ResourceMappedDirectory, protocol.RequestTypeRemove, d)
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/uvmgcs/gcs/guest/storage/overlay"
 	"github.com/uvmgcs/gcs/guest/storage/pmem"
 	"github.com/uvmgcs/gcs/guest/storage/scsi"
+	"github.com/uvmgcs/gcs/guest/storage/share"
 	"github.com/uvmgcs/gcs/internal/log"
 	"github.com/uvmgcs/gcs/protocol"
 )
@@ -45,6 +46,7 @@ type Manager struct {
 	table  *mounts.Table
 	disks  *scsi.Disks
 	pmem   *pmem.Devices
+	shares *share.Shares
 	layers *overlay.Layers
 }
 
@@ -81,6 +83,7 @@ func New(cfg Config) (*Manager, error) {
 		table:  table,
 		disks:  scsi.NewDisksWithMapper(loc, table, mapper),
 		pmem:   pmem.New(pmemLoc, mapper, table),
+		shares: share.New(table),
 		layers: overlay.NewLayers(table),
 	}, nil
 }
@@ -105,8 +108,7 @@ const (
 )
 
 // Modify serves one ModifySettings request on the utility VM. Resource
-// types that are not storage answer HrNotImpl. MappedDirectory answers
-// HrNotImpl too: it is served by a later change.
+// types that are not storage answer HrNotImpl.
 func (m *Manager) Modify(ctx context.Context, req protocol.ModificationRequest) error {
 	op := req.RequestType
 	if op == "" {
@@ -134,6 +136,17 @@ func (m *Manager) Modify(ctx context.Context, req protocol.ModificationRequest) 
 		}
 		if op == requestRemove {
 			return m.disks.RemoveDevice(ctx, &d)
+		}
+	case protocol.ResourceMappedDirectory:
+		var d protocol.MappedDirectory
+		if err := decode(req, &d); err != nil {
+			return err
+		}
+		switch op {
+		case requestAdd:
+			return m.shares.Add(ctx, &d)
+		case requestRemove:
+			return m.shares.Remove(ctx, &d)
 		}
 	case protocol.ResourceVPMemDevice:
 		var d protocol.VPMemDevice

@@ -44,6 +44,16 @@ type Config struct {
 	StateDir       string    // sockets, console log; created by Start, removed by Shutdown; a temporary directory if empty
 	ConsoleLog     io.Writer // optional copy of the serial console, written line by line
 	Accel          string    // AccelAuto, AccelTCG or AccelKVM
+	Shares         []Share   // host directories the guest can mount (MappedDirectory)
+}
+
+// Share is a host directory offered to the guest under a tag (a virtio-9p
+// mount tag under QEMU); the guest mounts it with a MappedDirectory whose
+// ShareName is Tag.
+type Share struct {
+	Tag      string
+	Path     string
+	ReadOnly bool
 }
 
 // WithDefaults returns c with its zero values filled in.
@@ -73,6 +83,14 @@ func (c Config) Validate() error {
 	}
 	if c.MemoryMiB < 0 || c.CPUs < 0 {
 		return fmt.Errorf("vm config: MemoryMiB %d and CPUs %d must not be negative", c.MemoryMiB, c.CPUs)
+	}
+	for _, sh := range c.Shares {
+		if sh.Tag == "" || len(sh.Tag) > 255 {
+			return fmt.Errorf("vm config: share %s: a tag of 1-255 bytes is required", sh.Path)
+		}
+		if st, err := os.Stat(sh.Path); err != nil || !st.IsDir() {
+			return fmt.Errorf("vm config: share %q: %s is not a directory", sh.Tag, sh.Path)
+		}
 	}
 	switch c.Accel {
 	case AccelAuto, AccelTCG, AccelKVM:

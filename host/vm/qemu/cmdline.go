@@ -190,5 +190,15 @@ func (l launch) args() []string {
 	if l.vsockCID != 0 {
 		a = append(a, "-device", fmt.Sprintf("vhost-vsock-pci,guest-cid=%d", l.vsockCID))
 	}
+	for i, sh := range cfg.Shares {
+		fsdev := fmt.Sprintf("local,id=fs%d,path=%s,security_model=none", i, qemuOpt(sh.Path))
+		if sh.ReadOnly {
+			fsdev += ",readonly=on"
+		}
+		a = append(a, "-fsdev", fsdev, "-device", fmt.Sprintf("virtio-9p-pci,fsdev=fs%d,mount_tag=%s", i, qemuOpt(sh.Tag)))
+	}
 	return a
 }
+
+// qemuOpt escapes a value for a QEMU option list: commas are doubled.
+func qemuOpt(v string) string { return strings.ReplaceAll(v, ",", ",,") }
