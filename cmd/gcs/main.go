@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 
 	"github.com/uvmgcs/gcs/guest/bridge"
 	"github.com/uvmgcs/gcs/guest/kmod"
+	"github.com/uvmgcs/gcs/guest/network"
 	"github.com/uvmgcs/gcs/guest/runtime"
 	"github.com/uvmgcs/gcs/guest/runtime/container"
 	"github.com/uvmgcs/gcs/guest/storage"
@@ -35,6 +37,7 @@ type options struct {
 	cgroups   string
 	logLevel  string
 	logFormat string
+	linkWait  time.Duration
 }
 
 func main() {
@@ -47,6 +50,7 @@ func main() {
 	flag.StringVar(&o.cgroups, "cgroup-parent", "/containers", "cgroup containers go under when their spec names none")
 	flag.StringVar(&o.logLevel, "loglevel", "info", "log level: trace, debug, info, warn, error")
 	flag.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	flag.DurationVar(&o.linkWait, "network-link-timeout", network.DefaultLinkTimeout, "how long a network adapter's interface may take to appear")
 	flag.Parse()
 	if err := run(o); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintln(os.Stderr, "gcs:", err)
@@ -95,6 +99,12 @@ func run(o options) error {
 		return err
 	}
 	defer st.Close(context.WithoutCancel(ctx))
+	// Pod network namespaces outlive the containers in them.
+	nw, err := network.New(network.Config{Dir: filepath.Join(o.stateRoot, "netns"), LinkTimeout: o.linkWait, Reaper: reaper})
+	if err != nil {
+		return err
+	}
+	defer nw.Close(context.WithoutCancel(ctx))
 
 	mux := bridge.NewMux()
 	b := bridge.New(bridge.Config{Handler: mux, Capabilities: bridge.LinuxCapabilities(true), Started: started})
@@ -105,13 +115,14 @@ func run(o options) error {
 		Dialer:       dialer,
 		Reaper:       reaper,
 		Notify:       b.Notify,
+		Network:      nw,
 	})
 	if err != nil {
 		return err
 	}
 	defer containers.Close(context.WithoutCancel(ctx))
 	(&bridge.UVM{Processes: procs, Shutdown: cancel, Containers: containers,
-		Resources: moduleLoading{next: st, kmod: kmod.New("/lib/modules", "/sys/module")}}).Register(mux)
+		Resources: moduleLoading{next: resources{network: nw, storage: st}, kmod: kmod.New("/lib/modules", "/sys/module")}}).Register(mux)
 	log.G(ctx).WithField("transport", o.transport).Info("gcs started")
 	return b.Run(ctx, dialer)
 }

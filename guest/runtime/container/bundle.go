@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -37,6 +38,7 @@ type bundle struct {
 	spec      *specs.Spec
 	config    *configs.Config
 	sandboxID string // the pod sandbox a workload container joins
+	netns     string // the network namespace the spec names (Config.Network)
 	sandbox   bool
 }
 
@@ -92,6 +94,9 @@ func (m *Manager) prepare(ctx context.Context, id string, cfg *protocol.Containe
 		return nil, err
 	}
 	if err := checkResources(spec.Linux.Resources); err != nil {
+		return nil, err
+	}
+	if err := m.network(b); err != nil {
 		return nil, err
 	}
 	if err := m.pod(b); err != nil {
@@ -189,6 +194,37 @@ func (m *Manager) pod(b *bundle) error {
 	return nil
 }
 
+// hostnamePattern is an RFC 1123 host name.
+var hostnamePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
+
+// network puts the container in the network namespace its spec names in
+// windows.network.networkNamespace (hcsshim's field; a pod's containers
+// share one), as Config.Network resolves it. A container without it keeps
+// a namespace of its own.
+func (m *Manager) network(b *bundle) error {
+	w := b.spec.Windows
+	if m.cfg.Network == nil || w == nil || w.Network == nil || w.Network.NetworkNamespace == "" {
+		return nil
+	}
+	id := w.Network.NetworkNamespace
+	// Its hosts file names the host: a pod's name must be one.
+	if h := b.spec.Hostname; h != "" && (len(h) > 64 || !hostnamePattern.MatchString(h)) {
+		return fmt.Errorf("hostname %q: want RFC 1123 labels, at most 64 characters: %w", h, protocol.HrInvalidArg)
+	}
+	p, err := m.cfg.Network.NamespacePath(id)
+	if err != nil {
+		return fmt.Errorf("network namespace %q: %w", id, err)
+	}
+	i := slices.IndexFunc(b.spec.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.NetworkNamespace })
+	if i < 0 {
+		b.spec.Linux.Namespaces = append(b.spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: p})
+	} else {
+		b.spec.Linux.Namespaces[i].Path = p
+	}
+	b.netns = id
+	return nil
+}
+
 func nsFile(t specs.LinuxNamespaceType) string {
 	switch t {
 	case specs.NetworkNamespace:
@@ -216,6 +252,12 @@ func (m *Manager) etcFiles(b *bundle) error {
 		resolv, err := os.ReadFile(m.cfg.ResolvConf)
 		if err != nil && !os.IsNotExist(err) {
 			return fmt.Errorf("read %s: %w", m.cfg.ResolvConf, err)
+		}
+		// A pod network namespace with DNS settings has its own.
+		if b.netns != "" {
+			if r, ok := m.cfg.Network.ResolvConf(b.netns); ok {
+				resolv = r
+			}
 		}
 		files := map[string][]byte{
 			"hostname":    []byte(hostname + "\n"),

@@ -35,10 +35,21 @@ type Config struct {
 	Reaper *runtime.Reaper
 	// Notify delivers a container's exit notification to the host.
 	Notify func(context.Context, protocol.ContainerNotificationMessage)
+	// Network resolves the network namespace a spec names in
+	// windows.network.networkNamespace (nil: such specs are not special).
+	Network Network
 	// NoPivotRoot enters container roots with MS_MOVE and chroot instead
 	// of pivot_root, which the initramfs a VM runs from does not allow
 	// (see RootIsInitramfs).
 	NoPivotRoot bool
+}
+
+// Network is what containers need of the guest's network manager
+// (guest/network): the path of a pod's network namespace, created if need
+// be, and its resolv.conf when its adapters name DNS settings.
+type Network interface {
+	NamespacePath(id string) (string, error)
+	ResolvConf(id string) ([]byte, bool)
 }
 
 // Manager is the set of containers. It is safe for concurrent use.
