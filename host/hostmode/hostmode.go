@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package hostmode owns running the real gcs agent as a process on this host
 // instead of in a utility VM: in a private mount namespace, reached over the
 // unix-socket transport in a directory. It is how tests and `host-bridge

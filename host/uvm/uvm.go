@@ -51,12 +51,19 @@ func Start(ctx context.Context, m Machine, cfg host.Config) (_ *UVM, retErr erro
 			u.Close(context.WithoutCancel(ctx))
 		}
 	}()
-	mux, err := transport.NewMuxHost(m.AgentConn())
-	if err != nil {
-		return nil, err
+	// A machine with sockets of its own (hvsocket under HCS) listens on
+	// them; otherwise every port is multiplexed over its agent channel.
+	var io transport.Listener
+	if lm, ok := m.(interface{ Listener() transport.Listener }); ok && lm.Listener() != nil {
+		io = lm.Listener()
+	} else {
+		mux, err := transport.NewMuxHost(m.AgentConn())
+		if err != nil {
+			return nil, err
+		}
+		u.mux, io = mux, mux
 	}
-	u.mux = mux
-	l, err := mux.Listen(transport.BridgePort)
+	l, err := io.Listen(transport.BridgePort)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +72,7 @@ func Start(ctx context.Context, m Machine, cfg host.Config) (_ *UVM, retErr erro
 	if err != nil {
 		return nil, err
 	}
-	cfg.IO = mux
+	cfg.IO = io
 	gc, err := host.Connect(ctx, conn, cfg)
 	if err != nil {
 		conn.Close()

@@ -47,6 +47,19 @@ type Config struct {
 	Shares         []Share   // host directories the guest can mount (MappedDirectory)
 }
 
+// NIC is a network adapter for the guest on a restricted user-mode
+// network: the guest reaches only the forwards listed.
+type NIC struct {
+	Subnet   string    // the user network, e.g. "10.0.2.0/24" (the driver's default if empty)
+	Forwards []Forward // guest connections the host carries out
+}
+
+// Forward carries the guest's TCP connections to Guest (address:port on
+// the user network) to Host (address:port on the host).
+type Forward struct {
+	Guest, Host string
+}
+
 // Share is a host directory offered to the guest under a tag (a virtio-9p
 // mount tag under QEMU); the guest mounts it with a MappedDirectory whose
 // ShareName is Tag.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package qemu owns a utility VM run by qemu-system-x86_64: the command
 // line, the process and its reaping, the QMP connection, the serial console
 // capture, the agent's virtio-serial channel, and hot-plug of SCSI disks and

@@ -1,3 +1,5 @@
+//go:build linux
+
 package qemu
 
 import (
@@ -66,6 +68,7 @@ type VM struct {
 	luns    map[uint8]scsiDisk
 	diskGen uint64 // disks added so far, for unique node names
 	pmems   uint32 // virtio-pmem devices added so far
+	nics    int    // NICs added so far
 }
 
 var _ vm.VM = (*VM)(nil)
