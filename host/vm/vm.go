@@ -55,7 +55,8 @@ type NIC struct {
 }
 
 // Forward carries the guest's TCP connections to Guest (address:port on
-// the user network) to Host (address:port on the host).
+// the user network) to Host (address:port on the host), one relay per
+// connection.
 type Forward struct {
 	Guest, Host string
 }

@@ -5,10 +5,14 @@ package qemu
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/uvmgcs/gcs/host/vm"
 )
+
+// forwardHelper relays one forwarded connection (Debian's busybox-static).
+const forwardHelper = "/bin/busybox"
 
 // AddNIC hot-adds a virtio-net NIC on QEMU's user-mode network in its
 // restricted form: the guest reaches nothing but what n.Forwards names
@@ -29,10 +33,13 @@ func (v *VM) AddNIC(ctx context.Context, n vm.NIC) (string, error) {
 	}
 	var fwds []map[string]string
 	for _, f := range n.Forwards {
-		if strings.ContainsAny(f.Guest+f.Host, ",-") {
+		host, port, err := net.SplitHostPort(f.Host)
+		if err != nil || strings.ContainsAny(f.Guest+f.Host, ", -'\"") {
 			return "", fmt.Errorf("add nic: forward %+v: bad address", f)
 		}
-		fwds = append(fwds, map[string]string{"str": fmt.Sprintf("tcp:%s-tcp:%s", f.Guest, f.Host)})
+		// A "cmd:" forward runs once per guest connection (a "tcp:" one
+		// connects once, when the NIC is added): busybox nc carries it.
+		fwds = append(fwds, map[string]string{"str": fmt.Sprintf("tcp:%s-cmd:%s nc %s %s", f.Guest, forwardHelper, host, port)})
 	}
 	if len(fwds) > 0 {
 		netdev["guestfwd"] = fwds
