@@ -117,3 +117,37 @@ func TestVMContainer(t *testing.T) {
 		t.Fatalf("left in the VM: %q", r.stdout)
 	}
 }
+
+// TestVMBlankScratch: a blank disk asked for with EnsureFilesystem is
+// formatted in the VM and mounted writable.
+func TestVMBlankScratch(t *testing.T) {
+	m := shared.get(t)
+	gc := m.gc()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	img := filepath.Join(t.TempDir(), "blank.img")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	d, err := m.m.AddSCSIDisk(ctx, img, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := protocol.MappedVirtualDisk{Controller: d.Controller, Lun: d.LUN, MountPath: "/run/mounts/blank", EnsureFilesystem: true}
+	if err := gc.AddSCSIDisk(ctx, disk); err != nil {
+		t.Fatalf("format and mount: %v", err)
+	}
+	if r := run(t, gc, "sh", "-c", "echo ok > /run/mounts/blank/f && cat /run/mounts/blank/f"); r.stdout != "ok\n" {
+		t.Fatalf("write to the formatted disk: %+v", r)
+	}
+	if err := gc.RemoveSCSIDisk(ctx, disk); err != nil {
+		t.Fatal(err)
+	}
+	gc.RemoveSCSIDevice(ctx, d.Controller, d.LUN)
+	if err := m.m.RemoveSCSIDisk(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+}

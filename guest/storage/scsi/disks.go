@@ -3,6 +3,8 @@ package scsi
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"strings"
 
 	"github.com/uvmgcs/gcs/guest/storage/dm"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
@@ -94,7 +96,10 @@ func (s *Disks) Add(ctx context.Context, d *protocol.MappedVirtualDisk) error {
 	})
 }
 
-// ensureFilesystem succeeds when dev already holds fs (ext4 if empty).
+// ensureFilesystem makes sure dev holds fs (ext4 if empty): a blank disk
+// (no file system the superblock shows) is formatted with mke2fs (busybox's
+// in the VM; the ext4 driver mounts its ext2); a disk holding something
+// else is refused, never overwritten.
 func ensureFilesystem(dev, fs string) error {
 	if fs == "" {
 		fs = Ext4
@@ -103,8 +108,17 @@ func ensureFilesystem(dev, fs string) error {
 	if err != nil {
 		return err
 	}
-	if found != fs {
-		return fmt.Errorf("%s holds %q; formatting it as %s: %w", dev, found, fs, protocol.HrNotImpl)
+	switch {
+	case found == fs:
+		return nil
+	case found != "":
+		return fmt.Errorf("%s holds %s, not %s; it is not reformatted: %w", dev, found, fs, protocol.HrInvalidArg)
+	case fs != Ext4:
+		return fmt.Errorf("formatting %s as %s: only ext4 can be made here: %w", dev, fs, protocol.HrNotImpl)
+	}
+	out, err := exec.Command("mke2fs", "-F", dev).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("format %s: %v: %s", dev, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

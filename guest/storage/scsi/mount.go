@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -29,7 +30,7 @@ const superblockSpan = 2048
 // DetectFilesystem names the filesystem on dev by its superblock magic
 // (ext2/3/4 as "ext4", which mounts all three), or "" when it knows none.
 func DetectFilesystem(dev string) (string, error) {
-	f, err := os.Open(dev)
+	f, err := openSettled(dev)
 	if err != nil {
 		return "", fmt.Errorf("read superblock: %w", err)
 	}
@@ -41,6 +42,23 @@ func DetectFilesystem(dev string) (string, error) {
 	}
 	return detect(b[:n]), nil
 }
+
+// openSettled opens a block device that may have just appeared: its node
+// can exist a moment before the disk is live (ENXIO), so that error is
+// retried briefly; any other is returned at once.
+func openSettled(dev string) (*os.File, error) {
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		f, err := os.Open(dev)
+		if err == nil || !errors.Is(err, unix.ENXIO) || time.Now().After(deadline) {
+			return f, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// settleTimeout bounds the wait for a new disk to go live.
+const settleTimeout = 2 * time.Second
 
 func detect(b []byte) string {
 	switch {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -267,7 +268,7 @@ func TestDisksBlockDevAndErrors(t *testing.T) {
 		{protocol.MappedVirtualDisk{MountPath: root + "/m", Lun: 2}, protocol.HrVmcomputeTimeout},
 		{protocol.MappedVirtualDisk{MountPath: root + "/m", Lun: 1, Encrypted: true}, protocol.HrNotImpl},
 		{protocol.MappedVirtualDisk{MountPath: root + "/m", Lun: 1, VerityInfo: &protocol.VerityInfo{}}, protocol.HrNotImpl},
-		{protocol.MappedVirtualDisk{MountPath: root + "/m", Lun: 1, EnsureFilesystem: true, Filesystem: XFS}, protocol.HrNotImpl},
+		{protocol.MappedVirtualDisk{MountPath: root + "/m", Lun: 1, EnsureFilesystem: true, Filesystem: XFS}, protocol.HrInvalidArg},
 	} {
 		if err := disks.Add(ctx, &tc.d); !errors.Is(err, tc.hr) {
 			t.Errorf("%+v: %v, want %v", tc.d, err, tc.hr)
@@ -282,6 +283,47 @@ func TestDisksBlockDevAndErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := disks.Remove(ctx, &ok); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEnsureFilesystemFormatsABlankDisk: a blank disk is formatted and
+// mounted writable; its contents survive a remount.
+func TestEnsureFilesystemFormatsABlankDisk(t *testing.T) {
+	storagetest.RequireRoot(t)
+	if _, err := exec.LookPath("mke2fs"); err != nil {
+		t.Skip("SKIP (loud): mke2fs is not installed (e2fsprogs)")
+	}
+	ctx := context.Background()
+	dir := storagetest.Dir(t)
+	sys := filepath.Join(dir, "sys")
+	storagetest.SCSIHost(t, sys, 0, "0000:00:04.0", virtioSCSI)
+	loop := storagetest.AttachLoop(t, storagetest.BlankImage(t, dir, "blank", 16<<20), false)
+	storagetest.SCSIDisk(t, sys, 0, 2, loop, 0)
+	root := filepath.Join(dir, "run")
+	table, err := mounts.New([]string{root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { table.UnwindAll(context.Background()) })
+	disks := NewDisks(NewLocator(Config{SysRoot: sys, DevRoot: "/dev", Timeout: time.Second}), table)
+	d := &protocol.MappedVirtualDisk{MountPath: root + "/scratch", Lun: 2, EnsureFilesystem: true}
+	if err := disks.Add(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.MountPath, "kept"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := disks.Remove(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := disks.Add(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(d.MountPath, "kept")); err != nil {
+		t.Fatalf("formatted again: %v", err)
+	}
+	if err := disks.Remove(ctx, d); err != nil {
 		t.Fatal(err)
 	}
 }
