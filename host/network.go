@@ -8,10 +8,6 @@ import (
 	"github.com/uvmgcs/gcs/protocol"
 )
 
-// resourceNetworkNamespace is hcsshim's resource type for a network
-// namespace by itself (settings {"ID"}); guest/network serves it under the
-// same name. It belongs beside protocol.ResourceNetwork.
-const resourceNetworkNamespace = "NetworkNamespace"
 
 // modifyNetwork sends a ModifySettings of resource on the utility VM.
 func (gc *GuestConnection) modifyNetwork(ctx context.Context, resource, op string, settings any) error {
@@ -43,11 +39,11 @@ func (gc *GuestConnection) RemoveNetworkAdapter(ctx context.Context, a protocol.
 // AddNetworkNamespace has the guest create network namespace id (a GUID)
 // unless it exists.
 func (gc *GuestConnection) AddNetworkNamespace(ctx context.Context, id string) error {
-	return gc.modifyNetwork(ctx, resourceNetworkNamespace, protocol.RequestTypeAdd, struct{ ID string }{id})
+	return gc.modifyNetwork(ctx, protocol.ResourceNetworkNamespace, protocol.RequestTypeAdd, struct{ ID string }{id})
 }
 
 // RemoveNetworkNamespace has the guest delete network namespace id; it
 // fails with HrVmcomputeInvalidState while adapters remain in it.
 func (gc *GuestConnection) RemoveNetworkNamespace(ctx context.Context, id string) error {
-	return gc.modifyNetwork(ctx, resourceNetworkNamespace, protocol.RequestTypeRemove, struct{ ID string }{id})
+	return gc.modifyNetwork(ctx, protocol.ResourceNetworkNamespace, protocol.RequestTypeRemove, struct{ ID string }{id})
 }

@@ -4,12 +4,16 @@ import specs "github.com/opencontainers/runtime-spec/specs-go"
 
 // Resource types a ModificationRequest names.
 const (
-	ResourceMappedVirtualDisk    = "MappedVirtualDisk"
-	ResourceSCSIDevice           = "SCSIDevice"
-	ResourceVPMemDevice          = "VPMemDevice"
-	ResourceCombinedLayers       = "CombinedLayers"
-	ResourceMappedDirectory      = "MappedDirectory"
-	ResourceNetwork              = "Network"
+	ResourceMappedVirtualDisk = "MappedVirtualDisk"
+	ResourceSCSIDevice        = "SCSIDevice"
+	ResourceVPMemDevice       = "VPMemDevice"
+	ResourceCombinedLayers    = "CombinedLayers"
+	ResourceMappedDirectory   = "MappedDirectory"
+	ResourceNetwork           = "Network"
+	// ResourceNetworkNamespace creates or deletes a network namespace by
+	// itself (settings {"ID": NamespaceID}); hcsshim sends it to a guest
+	// announcing NamespaceAddRequestSupported.
+	ResourceNetworkNamespace     = "NetworkNamespace"
 	ResourceContainerConstraints = "ContainerConstraints"
 	ResourceSecurityPolicy       = "SecurityPolicy"
 )

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/uvmgcs/gcs/guest/bridge"
-	"github.com/uvmgcs/gcs/guest/network"
 	"github.com/uvmgcs/gcs/protocol"
 )
 
@@ -17,7 +16,7 @@ type resources struct {
 
 func (r resources) Modify(ctx context.Context, req protocol.ModificationRequest) error {
 	switch req.ResourceType {
-	case protocol.ResourceNetwork, network.ResourceNetworkNamespace:
+	case protocol.ResourceNetwork, protocol.ResourceNetworkNamespace:
 		return r.network.Modify(ctx, req)
 	}
 	return r.storage.Modify(ctx, req)

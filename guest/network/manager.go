@@ -21,10 +21,6 @@ import (
 	"github.com/uvmgcs/gcs/protocol"
 )
 
-// ResourceNetworkNamespace is hcsshim's resource type for creating and
-// deleting a namespace by itself (settings: {"ID": NamespaceID}); hcsshim
-// sends it because the guest announces NamespaceAddRequestSupported.
-const ResourceNetworkNamespace = "NetworkNamespace"
 
 // DefaultLinkTimeout bounds the wait for an adapter's interface to appear.
 const DefaultLinkTimeout = 5 * time.Second
@@ -187,7 +183,7 @@ func (m *Manager) Modify(ctx context.Context, req protocol.ModificationRequest) 
 		case protocol.RequestTypeRemove:
 			return m.RemoveAdapter(ctx, &a)
 		}
-	case ResourceNetworkNamespace:
+	case protocol.ResourceNetworkNamespace:
 		var ns struct{ ID string }
 		if err := decode(req, &ns); err != nil {
 			return err

@@ -265,7 +265,7 @@ func TestNamespaceOrderAndUse(t *testing.T) {
 		t.Error("resolv.conf without DNS settings")
 	}
 	// Explicit Add of an existing namespace is fine; an adapter joins it.
-	req := protocol.ModificationRequest{ResourceType: ResourceNetworkNamespace, RequestType: "Add", Settings: []byte(`{"ID":"` + id + `"}`)}
+	req := protocol.ModificationRequest{ResourceType: protocol.ResourceNetworkNamespace, RequestType: "Add", Settings: []byte(`{"ID":"` + id + `"}`)}
 	if err := e.m.Modify(ctx, req); err != nil {
 		t.Fatal(err)
 	}
