@@ -23,10 +23,10 @@ HOSTBR  := $(abspath $(OUT)/host-bridge)
 BOOT_FILES := $(OUT)/initrd.img $(OUT)/rootfs.tar.gz $(OUT)/vmlinux
 # Unit packages also run under the race detector.
 RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/... ./host/
-# The host library as a Windows host builds it (host/vm/hcs, hvsocket).
-# host/vm/qemu and host/hostmode are build-tagged linux; guest/ and cmd/
-# are Linux programs.
-WINDOWS_PKGS := ./host/... ./transport/... ./protocol/...
+# The host library and CLI as a Windows host builds them (host/vm/hcs,
+# hvsocket). host/vm/qemu and host/hostmode are build-tagged linux; guest/
+# and cmd/gcs are Linux programs.
+WINDOWS_PKGS := ./cmd/host-bridge ./host/... ./transport/... ./protocol/...
 
 .PHONY: run-hostmode all build boot deps boot-deps bench-deps apt-install test bench run clean FORCE
 

@@ -8,7 +8,6 @@ import (
 	"github.com/uvmgcs/gcs/protocol"
 )
 
-
 // modifyNetwork sends a ModifySettings of resource on the utility VM.
 func (gc *GuestConnection) modifyNetwork(ctx context.Context, resource, op string, settings any) error {
 	b, err := json.Marshal(settings)

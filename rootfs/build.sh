@@ -3,7 +3,9 @@
 # binaries:
 #
 #   OUT/initrd.img      gzip'd newc cpio: busybox, /init, /bin/gcs, the kernel
-#                       modules of rootfs/modules.txt with their dependencies
+#                       modules of rootfs/modules.txt with their dependencies,
+#                       and the init's load lists /etc/modules-load (QEMU)
+#                       and /etc/modules-load.hyperv (Hyper-V)
 #   OUT/rootfs.tar.gz   the same tree as a tar
 #   OUT/vmlinux         the kernel's uncompressed ELF image (boots faster than
 #                       the bzImage under TCG)
@@ -89,6 +91,22 @@ module_closure() {
 		$1 == "insmod" && !seen[$2]++ { print substr($2, length(prefix) + 1) }'
 }
 
+# write_load_list DIR KVER FILE MARKER writes FILE: the closure of the
+# modules modules.txt marks "boot" or MARKER, in its order, as paths of the
+# uncompressed .ko files relative to the modules directory.
+write_load_list() {
+	local dir=$1 kver=$2 file=$3 marker=$4 rel kept list
+	local mods=()
+	mapfile -t mods < <(sed 's/#.*//' "$here/modules.txt" | awk -v m="$marker" '$2 == "boot" || $2 == m { print $1 }')
+	list=$(module_closure "$dir" "$kver" "${mods[@]}")
+	: >"$file"
+	while IFS= read -r rel; do
+		[[ -n $rel ]] || continue
+		kept=${rel%.xz}
+		echo "${kept%.zst}" >>"$file"
+	done <<<"$list"
+}
+
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 build() {
@@ -131,21 +149,19 @@ build() {
 	chmod 0700 "$tree/root"
 
 	# Modules, uncompressed, with their own modules.dep for busybox modprobe.
+	local bad
+	bad=$(sed 's/#.*//' "$here/modules.txt" | awk 'NF > 2 || (NF == 2 && $2 != "boot" && $2 != "qemu" && $2 != "hyperv")')
+	[[ -z $bad ]] || die "modules.txt: want \"module [boot|qemu|hyperv]\", not: $bad"
 	local mods=()
 	mapfile -t mods < <(sed 's/#.*//' "$here/modules.txt" | awk 'NF { print $1 }')
-	local bootmods=()
-	mapfile -t bootmods < <(sed 's/#.*//' "$here/modules.txt" | awk '$2 == "boot" { print $1 }')
 	local closure=() rel src dst kept list
 	list=$(module_closure "$kdir" "$kver" "${mods[@]}")
 	mapfile -t closure <<<"$list"
 	local mdir=$tree/lib/modules/$kver
-	# The boot subset's closure, in dependency order, is the init's list.
-	: >"$tree/etc/modules-load"
-	while IFS= read -r rel; do
-		[[ -n $rel ]] || continue
-		kept=${rel%.xz}
-		echo "${kept%.zst}" >>"$tree/etc/modules-load"
-	done < <(module_closure "$kdir" "$kver" "${bootmods[@]}")
+	# The boot lists, each a closure in dependency order: the init loads
+	# one of them (modules.txt says which when).
+	write_load_list "$kdir" "$kver" "$tree/etc/modules-load" qemu
+	write_load_list "$kdir" "$kver" "$tree/etc/modules-load.hyperv" hyperv
 	for rel in "${closure[@]}"; do
 		src=$kdir/lib/modules/$kver/$rel
 		kept=${rel%.xz}
@@ -200,8 +216,9 @@ build() {
 		--format=gnu -cf - . | gzip -9n >"$work/rootfs.tar.gz"
 
 	mv -f "$work/vmlinux" "$work/initrd.img" "$work/rootfs.tar.gz" "$out/"
-	printf 'kernel %s (%s %s), %d modules, busybox-static %s, inputs %s\n' \
-		"$kver" "$pkg" "$ver" "${#closure[@]}" "$bbver" "$(cat "$tree/info/inputs.sha256")"
+	printf 'kernel %s (%s %s), %d modules (a QEMU boot loads %d, a Hyper-V boot %d), busybox-static %s, inputs %s\n' \
+		"$kver" "$pkg" "$ver" "${#closure[@]}" "$(wc -l <"$tree/etc/modules-load")" \
+		"$(wc -l <"$tree/etc/modules-load.hyperv")" "$bbver" "$(cat "$tree/info/inputs.sha256")"
 	ls -l "$out/initrd.img" "$out/rootfs.tar.gz" "$out/vmlinux"
 }
 

@@ -4,11 +4,9 @@ import (
 	"context"
 	"io"
 	"os"
-	"os/signal"
 	"sync"
 
 	"github.com/containerd/console"
-	"golang.org/x/sys/unix"
 
 	"github.com/uvmgcs/gcs/host"
 	"github.com/uvmgcs/gcs/protocol"
@@ -67,7 +65,7 @@ func attach(ctx context.Context, p *host.Process, tty bool) (int, error) {
 	go func() {
 		select {
 		case <-ctx.Done(): // interrupted: stop the process, then report its exit
-			p.Signal(context.Background(), int(unix.SIGTERM))
+			p.Signal(context.Background(), linuxSIGTERM)
 		case <-p.WaitChannel():
 		}
 	}()
@@ -76,25 +74,4 @@ func attach(ctx context.Context, p *host.Process, tty bool) (int, error) {
 	}
 	wg.Wait()
 	return p.ExitCode()
-}
-
-// forwardResize passes this terminal's size changes on to p.
-func forwardResize(ctx context.Context, p *host.Process) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, unix.SIGWINCH)
-	defer signal.Stop(ch)
-	c, err := console.ConsoleFromFile(os.Stdin)
-	if err != nil {
-		return
-	}
-	for {
-		select {
-		case <-ch:
-			if sz, err := c.Size(); err == nil {
-				p.ResizeConsole(ctx, sz.Height, sz.Width)
-			}
-		case <-p.WaitChannel():
-			return
-		}
-	}
 }

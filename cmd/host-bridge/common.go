@@ -5,10 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"os/signal"
+	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/uvmgcs/gcs/host"
 	"github.com/uvmgcs/gcs/protocol"
@@ -23,6 +23,7 @@ type cmdFlags struct {
 	fs      *flag.FlagSet
 	verb    string
 	dir     string
+	uvm     string // a long-lived VM's name, instead of dir
 	timeout time.Duration
 }
 
@@ -35,7 +36,7 @@ func newCmdFlags(verb string) *cmdFlags {
 		if !validUVMName(name) {
 			return fmt.Errorf("uvm name %q is not valid", name)
 		}
-		f.dir = uvmSocketDir(name)
+		f.uvm = name
 		return nil
 	})
 	f.fs.DurationVar(&f.timeout, "connect-timeout", defaultConnectTimeout, "how long to wait for the agent to connect")
@@ -60,7 +61,7 @@ func (f *cmdFlags) parse(args []string, minArgs, maxArgs int) ([]string, error) 
 	if err != nil {
 		return nil, usageError{err}
 	}
-	if f.dir == "" {
+	if f.dir == "" && f.uvm == "" {
 		return nil, usageError{fmt.Errorf("%s: --socket-dir or --uvm is required", f.verb)}
 	}
 	if len(pos) < minArgs || (maxArgs >= 0 && len(pos) > maxArgs) {
@@ -96,13 +97,14 @@ type session struct {
 	done func()
 }
 
-// connect accepts the agent's next connection on the socket directory. The
-// session's context ends on SIGINT or SIGTERM; close releases everything.
+// connect accepts the agent's next connection on the socket directory, or
+// from the --uvm VM. The session's context ends on SIGINT or SIGTERM;
+// close releases everything.
 func (f *cmdFlags) connect() (*session, error) {
-	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	cctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	gc, cleanup, err := connect(cctx, f.dir, "")
+	gc, cleanup, err := connect(cctx, f.dir, f.uvm, "")
 	if err != nil {
 		stop()
 		return nil, fmt.Errorf("%s: %w", f.verb, err)

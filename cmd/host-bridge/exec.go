@@ -11,13 +11,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/uvmgcs/gcs/host"
-	"github.com/uvmgcs/gcs/host/hostmode"
 	"github.com/uvmgcs/gcs/transport"
 )
 
@@ -26,14 +24,15 @@ import (
 func execMain(args []string) (int, error) {
 	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
 	dir := fs.String("socket-dir", "", "directory of the unix transport's sockets")
+	var uvmName string
 	fs.Func("uvm", "the long-lived utility VM NAME (host-bridge uvm start) to act on", func(name string) error {
 		if !validUVMName(name) {
 			return fmt.Errorf("uvm name %q is not valid", name)
 		}
-		*dir = uvmSocketDir(name)
+		uvmName = name
 		return nil
 	})
-	guest := fs.String("guest", "", "start this gcs binary on this host (host mode) instead of waiting for a VM's agent")
+	guest := fs.String("guest", "", "start this gcs binary on this host (host mode, Linux) instead of waiting for a VM's agent")
 	ctr := fs.String("container", "", "run the command in this running container instead of the utility VM")
 	tty := fs.Bool("t", false, "allocate a terminal")
 	interactive := fs.Bool("i", false, "keep stdin open")
@@ -51,10 +50,12 @@ func execMain(args []string) (int, error) {
 	switch {
 	case len(argv) == 0:
 		return 2, usageError{errors.New("exec: no command given")}
-	case *dir == "" && *guest == "" && !*inVM:
-		return 2, usageError{errors.New("exec: --socket-dir, --guest or --vm is required")}
-	case *inVM && (*dir != "" || *guest != "" || *ctr != ""):
-		return 2, usageError{errors.New("exec: --vm runs in a VM of its own: no --socket-dir, --guest or --container")}
+	case *dir == "" && uvmName == "" && *guest == "" && !*inVM:
+		return 2, usageError{errors.New("exec: --socket-dir, --uvm, --guest or --vm is required")}
+	case *inVM && (*dir != "" || uvmName != "" || *guest != "" || *ctr != ""):
+		return 2, usageError{errors.New("exec: --vm runs in a VM of its own: no --socket-dir, --uvm, --guest or --container")}
+	case *guest != "" && uvmName != "":
+		return 2, usageError{errors.New("exec: --guest starts its own agent: no --uvm")}
 	case *ctr != "" && *guest != "":
 		return 2, usageError{errors.New("exec: --container needs a running agent (--socket-dir), not --guest")}
 	case *ctr == "" && *user != "":
@@ -69,12 +70,17 @@ func execMain(args []string) (int, error) {
 		proc = &specs.Process{Args: argv, Env: envList(env), Cwd: *cwd, Terminal: *tty, User: u}
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var gc *host.GuestConnection
 	if *inVM {
+		m, release, err := vf.machine()
+		if err != nil {
+			return 1, err
+		}
+		defer release()
 		bctx, cancel := context.WithTimeout(ctx, vmBootTimeout)
-		u, _, shutdown, err := vf.boot(bctx)
+		u, shutdown, err := vf.boot(bctx, m)
 		cancel()
 		if err != nil {
 			return 1, err
@@ -86,7 +92,7 @@ func execMain(args []string) (int, error) {
 		defer cancel()
 		var cleanup func()
 		var err error
-		gc, cleanup, err = connect(cctx, *dir, *guest)
+		gc, cleanup, err = connect(cctx, *dir, uvmName, *guest)
 		if err != nil {
 			return 1, err
 		}
@@ -114,22 +120,24 @@ func execMain(args []string) (int, error) {
 }
 
 // connect returns a negotiated connection: from an agent started here (host
-// mode) or from one that dials the socket directory.
-func connect(ctx context.Context, dir, guest string) (*host.GuestConnection, func(), error) {
+// mode, with guest), or from one that dials the socket directory dir or
+// the long-lived VM named uvmName.
+func connect(ctx context.Context, dir, uvmName, guest string) (*host.GuestConnection, func(), error) {
 	if guest != "" {
-		a, err := hostmode.Start(ctx, hostmode.Config{Binary: guest, Dir: dir, Stderr: agentLog()})
-		if err != nil {
-			return nil, nil, err
-		}
-		gc, err := a.Connect(ctx)
-		if err != nil {
-			a.Close(time.Second)
-			return nil, nil, err
-		}
-		return gc, func() { gc.Close(); a.Close(5 * time.Second) }, nil
+		return startHostMode(ctx, guest, dir)
 	}
-	u := transport.Unix{Dir: dir}
-	l, err := u.Listen(transport.BridgePort)
+	var ports transport.Listener
+	var where string
+	if uvmName != "" {
+		var err error
+		if ports, where, err = uvmListener(uvmName); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		u := transport.Unix{Dir: dir}
+		ports, where = u, u.Path(transport.BridgePort)
+	}
+	l, err := ports.Listen(transport.BridgePort)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -139,11 +147,11 @@ func connect(ctx context.Context, dir, guest string) (*host.GuestConnection, fun
 	c, err := l.Accept()
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, nil, fmt.Errorf("waiting for the agent on %s: %w", u.Path(transport.BridgePort), ctx.Err())
+			return nil, nil, fmt.Errorf("waiting for the agent on %s: %w", where, ctx.Err())
 		}
 		return nil, nil, err
 	}
-	gc, err := host.Connect(ctx, c, host.Config{IO: u})
+	gc, err := host.Connect(ctx, c, host.Config{IO: ports})
 	if err != nil {
 		c.Close()
 		return nil, nil, err

@@ -24,6 +24,12 @@
 // it first starts that gcs binary on this host in a private mount namespace
 // (host mode) instead of waiting for a VM's agent to dial in.
 //
+// run, exec --vm and uvm start boot the VM with --driver: qemu (the default
+// on Linux) or hcs (the Host Compute Service, the default on Windows, where
+// a long-lived VM's verbs reach its agent over hvsocket). layer writes an
+// image as the ext4 VHD the hcs driver attaches. exec --guest (host mode)
+// runs on Linux only.
+//
 // The container verbs act on containers of an agent that is already
 // running. create reads BUNDLE/config.json (a relative root.path is taken
 // from the bundle directory; the root filesystem must lie inside the
@@ -59,6 +65,8 @@ commands:
   list    list the agent's containers
   uvm     start|stop|list long-lived utility VMs; other verbs reach one
           with --uvm NAME instead of --socket-dir
+  layer   write an image as an ext4 layer VHD for --driver hcs
+          (-o NAME.vhd [--image DIR|TAR]; on Linux)
 
 Without --socket-dir or --uvm:
   run [--image DIR|TAR] [-t] [-i] -- cmd args
@@ -66,6 +74,9 @@ Without --socket-dir or --uvm:
           image (busybox by default) and exit with its code
   exec --vm [-t] [-i] -- cmd args
           boot a utility VM and run cmd in it
+
+The VM verbs take --driver qemu|hcs (default: qemu on Linux, hcs on
+Windows, where run's --image is a layer VHD, default busybox.vhd).
 
 Run "host-bridge <command> -h" for a command's flags.
 `
@@ -84,6 +95,7 @@ var verbs = map[string]func([]string) (int, error){
 	"delete": deleteMain,
 	"list":   listMain,
 	"uvm":    uvmMain,
+	"layer":  layerMain,
 }
 
 // synopses are each container verb's one-line usage.

@@ -5,11 +5,31 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/uvmgcs/gcs/host"
 	"github.com/uvmgcs/gcs/protocol"
 )
+
+// linuxSIGTERM is SIGTERM in the guest, whatever this host numbers it.
+const linuxSIGTERM = 15
+
+// linuxSignal is the number of a Linux signal by name (without "SIG"), the
+// numbering of x86 and arm64 the guest uses: the signals the agent sends
+// are the guest's, not this host's, which may be Windows.
+func linuxSignal(name string) (int, bool) {
+	names := [...]string{
+		1: "HUP", 2: "INT", 3: "QUIT", 4: "ILL", 5: "TRAP", 6: "ABRT", 7: "BUS", 8: "FPE",
+		9: "KILL", 10: "USR1", 11: "SEGV", 12: "USR2", 13: "PIPE", 14: "ALRM", 15: "TERM",
+		16: "STKFLT", 17: "CHLD", 18: "CONT", 19: "STOP", 20: "TSTP", 21: "TTIN", 22: "TTOU",
+		23: "URG", 24: "XCPU", 25: "XFSZ", 26: "VTALRM", 27: "PROF", 28: "WINCH", 29: "IO",
+		30: "PWR", 31: "SYS",
+	}
+	for n, s := range names {
+		if s != "" && s == name {
+			return n, true
+		}
+	}
+	return 0, false
+}
 
 // killMain sends a signal (SIGTERM by default) to a container's init.
 func killMain(args []string) (int, error) {
@@ -18,7 +38,7 @@ func killMain(args []string) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	sig := unix.SIGTERM
+	sig := linuxSIGTERM
 	if len(pos) == 2 {
 		if sig, err = parseSignal(pos[1]); err != nil {
 			return 2, usageError{err}
@@ -50,20 +70,17 @@ func killMain(args []string) (int, error) {
 	return 0, nil
 }
 
-// parseSignal parses a signal number or name: 9, KILL, SIGKILL, kill.
-func parseSignal(s string) (unix.Signal, error) {
+// parseSignal parses a Linux signal number or name: 9, KILL, SIGKILL, kill.
+func parseSignal(s string) (int, error) {
 	if n, err := strconv.Atoi(s); err == nil {
 		if n < 1 || n > 64 {
 			return 0, fmt.Errorf("signal %d: want 1-64", n)
 		}
-		return unix.Signal(n), nil
+		return n, nil
 	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if sig := unix.SignalNum(name); sig != 0 {
-		return sig, nil
+	name := strings.TrimPrefix(strings.ToUpper(s), "SIG")
+	if n, ok := linuxSignal(name); ok {
+		return n, nil
 	}
 	return 0, fmt.Errorf("unknown signal %q", s)
 }

@@ -11,9 +11,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/uvmgcs/gcs/host"
 	"github.com/uvmgcs/gcs/host/layer"
@@ -49,7 +48,7 @@ func runDispatch(args []string) (int, error) {
 // stdio and exits with its exit code.
 func vmRunMain(args []string) (int, error) {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	image := fs.String("image", "", "a directory or a tar to run (default: busybox)")
+	image := fs.String("image", "", "qemu: a directory or a tar to run (default: busybox); hcs: an ext4 layer VHD (default: busybox.vhd next to host-bridge; see host-bridge layer)")
 	tty := fs.Bool("t", false, "allocate a terminal")
 	interactive := fs.Bool("i", false, "keep stdin open")
 	scratchMiB := fs.Int64("scratch", 256, "scratch disk size in MiB")
@@ -61,8 +60,13 @@ func vmRunMain(args []string) (int, error) {
 	if len(argv) == 0 {
 		return 2, usageError{errors.New("run: no command given (host-bridge run [--image DIR|TAR] -- cmd args)")}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	m, release, err := vf.machine()
+	if err != nil {
+		return 1, err
+	}
+	defer release()
 
 	work, err := os.MkdirTemp("", "host-bridge-run-")
 	if err != nil {
@@ -70,17 +74,14 @@ func vmRunMain(args []string) (int, error) {
 	}
 	defer os.RemoveAll(work)
 	t0 := time.Now()
-	layerImg, scratchImg := filepath.Join(work, "layer.img"), filepath.Join(work, "scratch.img")
-	if err := buildLayer(ctx, *image, work, layerImg); err != nil {
-		return 1, err
-	}
-	if err := layer.Scratch(ctx, scratchImg, *scratchMiB); err != nil {
+	disks, err := runDisks(ctx, vf.driver, *image, work, *scratchMiB)
+	if err != nil {
 		return 1, err
 	}
 	vf.progress("image layer and scratch disks ready in %v", time.Since(t0).Round(time.Millisecond))
 
 	bctx, cancel := context.WithTimeout(ctx, vmBootTimeout)
-	u, m, shutdown, err := vf.boot(bctx)
+	u, shutdown, err := vf.boot(bctx, m)
 	cancel()
 	if err != nil {
 		return 1, err
@@ -89,11 +90,11 @@ func vmRunMain(args []string) (int, error) {
 	gc := u.GuestConnection()
 
 	t1 := time.Now()
-	ld, err := m.AddSCSIDisk(ctx, layerImg, true)
+	ld, err := m.AddSCSIDisk(ctx, disks.layer, true)
 	if err != nil {
 		return 1, fmt.Errorf("attach the image layer: %w", err)
 	}
-	sd, err := m.AddSCSIDisk(ctx, scratchImg, false)
+	sd, err := m.AddSCSIDisk(ctx, disks.scratch, false)
 	if err != nil {
 		return 1, fmt.Errorf("attach the scratch disk: %w", err)
 	}
@@ -101,7 +102,7 @@ func vmRunMain(args []string) (int, error) {
 	root := host.GuestBundleRoot + "/" + id + "/rootfs"
 	unmount, err := gc.MountLayerStack(ctx,
 		[]protocol.MappedVirtualDisk{{Controller: ld.Controller, Lun: ld.LUN, ReadOnly: true}},
-		&protocol.MappedVirtualDisk{Controller: sd.Controller, Lun: sd.LUN},
+		&protocol.MappedVirtualDisk{Controller: sd.Controller, Lun: sd.LUN, EnsureFilesystem: disks.blankScratch},
 		root)
 	if err != nil {
 		return 1, fmt.Errorf("mount the image in the VM: %w", err)
@@ -133,6 +134,44 @@ func vmRunMain(args []string) (int, error) {
 		vf.progress("unmount the image: %v", uerr)
 	}
 	return code, err
+}
+
+// runFiles are the disks run attaches: the image's layer and a scratch
+// disk, which is blank when the guest is to format it.
+type runFiles struct {
+	layer, scratch string
+	blankScratch   bool
+}
+
+// runDisks makes run's disks in work. For QEMU both are raw ext4 images
+// made here. HCS attaches only VHD files: the image must be one already
+// (host-bridge layer makes it on Linux), and the scratch is a blank fixed
+// VHD that the guest formats, so nothing here needs mke2fs.
+func runDisks(ctx context.Context, driver, image, work string, scratchMiB int64) (runFiles, error) {
+	if driver == driverHCS {
+		if image == "" {
+			image = filepath.Join(bootDir(), "busybox.vhd")
+		}
+		if !isVHD(image) {
+			return runFiles{}, usageError{fmt.Errorf("--image %s: the hcs driver attaches VHD files: make one with `host-bridge layer -o busybox.vhd` on Linux", image)}
+		}
+		if _, err := os.Stat(image); err != nil {
+			return runFiles{}, fmt.Errorf("image layer: %w (make it on Linux with `host-bridge layer -o busybox.vhd` and copy it next to host-bridge.exe)", err)
+		}
+		f := runFiles{layer: image, scratch: filepath.Join(work, "scratch.vhd"), blankScratch: true}
+		if err := blankVHD(f.scratch, scratchMiB); err != nil {
+			return runFiles{}, fmt.Errorf("scratch disk: %w", err)
+		}
+		return f, nil
+	}
+	f := runFiles{layer: filepath.Join(work, "layer.img"), scratch: filepath.Join(work, "scratch.img")}
+	if err := buildLayer(ctx, image, work, f.layer); err != nil {
+		return runFiles{}, err
+	}
+	if err := layer.Scratch(ctx, f.scratch, scratchMiB); err != nil {
+		return runFiles{}, err
+	}
+	return f, nil
 }
 
 // buildLayer writes the image's ext4 layer: busybox by default, else a

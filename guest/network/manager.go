@@ -21,7 +21,6 @@ import (
 	"github.com/uvmgcs/gcs/protocol"
 )
 
-
 // DefaultLinkTimeout bounds the wait for an adapter's interface to appear.
 const DefaultLinkTimeout = 5 * time.Second
 

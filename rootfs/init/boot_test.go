@@ -45,6 +45,17 @@ func TestBoot(t *testing.T) {
 			}()
 
 			mustContain(t, console, tc.cgroupLine+"cpu")
+			// QEMU's list, all of it, and no Hyper-V module.
+			if m := regexp.MustCompile(`uvmgcs-init: modules: (\d+) loaded, (\d+) not for this machine`).FindStringSubmatch(console); m != nil {
+				loaded, _ := strconv.Atoi(m[1])
+				skipped, _ := strconv.Atoi(m[2])
+				if want := bootListLength(t, initrd); loaded+skipped != want {
+					t.Errorf("%d modules loaded and %d skipped, want the %d of /etc/modules-load", loaded, skipped, want)
+				}
+			}
+			if strings.Contains(console, hyperVList) {
+				t.Errorf("the QEMU boot used %s", hyperVList)
+			}
 			if m := regexp.MustCompile(`uvmgcs-init: modules: (\d+) loaded, .* (\d+) failed \[(.*)\]`).FindStringSubmatch(console); m == nil {
 				t.Errorf("no module summary")
 			} else {

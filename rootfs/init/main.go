@@ -1,5 +1,6 @@
 // Command init is the utility VM's PID 1. It mounts the kernel file systems
-// and cgroups, loads the kernel modules listed in /etc/modules-load, brings
+// and cgroups, loads the kernel modules listed in /etc/modules-load (on
+// Hyper-V, /etc/modules-load.hyperv instead: see loadBootModules), brings
 // up lo, prints "uvmgcs-init: ready <ms since boot>" on the console, starts
 // /bin/gcs with flags taken from the kernel command line, reaps orphans, and
 // powers the VM off when gcs exits. A fatal error of its own is printed and
@@ -31,6 +32,7 @@ import (
 const (
 	agentPath   = "/bin/gcs"
 	modulesList = "/etc/modules-load"
+	hyperVList  = "/etc/modules-load.hyperv"
 	modulesRoot = "/lib/modules"
 	infoHash    = "/info/inputs.sha256"
 )
@@ -70,7 +72,10 @@ func boot() error {
 	}
 	logf("kernel %s, rootfs %s, started at %d ms", kernelRelease(), readTrimmed(infoHash), sinceBoot().Milliseconds())
 	mountRest(cfg.cgroupV1)
-	loadModules(modulesList, modulesRoot+"/"+kernelRelease())
+	modDir := modulesRoot + "/" + kernelRelease()
+	loadBootModules(hypervisorVendor(cpuid), modulesList, hyperVList, func(list string) moduleResults {
+		return loadModules(list, modDir)
+	})
 	if err := loopbackUp(); err != nil {
 		logf("lo: %v", err)
 	}

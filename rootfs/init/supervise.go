@@ -21,16 +21,19 @@ const stopGrace = 10 * time.Second
 
 // catchSignals turns the signals that would end a Go program (and so
 // panic the kernel, init having died) into requests to shut down, or
-// drops them. Ctrl-Alt-Del becomes SIGINT instead of a reboot.
+// drops them. Ctrl-Alt-Del becomes SIGINT instead of a reboot. SIGUSR1
+// and SIGUSR2 are how busybox's halt and poweroff ask PID 1 to stop; the
+// kernel runs /sbin/poweroff (busybox's) when the host asks the VM to
+// shut down through hv_utils, Hyper-V's shutdown service.
 //
 // Dropped signals are caught, not ignored: an ignored signal stays ignored
 // across exec, in gcs and every process it starts.
 func catchSignals() <-chan os.Signal {
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
 	stop := make(chan os.Signal, 4)
-	signal.Notify(stop, unix.SIGTERM, unix.SIGINT, unix.SIGPWR)
+	signal.Notify(stop, unix.SIGTERM, unix.SIGINT, unix.SIGPWR, unix.SIGUSR1, unix.SIGUSR2)
 	drop := make(chan os.Signal, 4)
-	signal.Notify(drop, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
+	signal.Notify(drop, unix.SIGHUP, unix.SIGQUIT)
 	go func() {
 		for s := range drop {
 			logf("ignoring %v", s)

@@ -43,10 +43,10 @@ func BenchmarkVMBoot(b *testing.B) {
 		agent += ad
 	}
 	n := time.Duration(b.N)
-	b.ReportMetric(float64((kernel/n).Milliseconds()), "kernel-ms")
-	b.ReportMetric(float64((init/n).Milliseconds()), "init-ms")
+	b.ReportMetric(float64((kernel / n).Milliseconds()), "kernel-ms")
+	b.ReportMetric(float64((init / n).Milliseconds()), "init-ms")
 	b.ReportMetric(float64((agent/n).Microseconds())/1000, "agent-ms")
-	b.ReportMetric(float64((total/n).Milliseconds()), "launch-to-negotiated-ms")
+	b.ReportMetric(float64((total / n).Milliseconds()), "launch-to-negotiated-ms")
 	_, initrd := bootFiles()
 	if st, err := os.Stat(initrd); err == nil {
 		b.ReportMetric(float64(st.Size())/(1<<20), "initrd-MiB")

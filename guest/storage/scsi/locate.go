@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,11 +51,35 @@ func NewLocator(cfg Config) *Locator {
 // errNotPresent means the device is not (yet) in sysfs or /dev.
 var errNotPresent = errors.New("not present")
 
-// virtioSCSI is the proc_name of a virtio-scsi SCSI host.
-const virtioSCSI = "virtio_scsi"
+// SCSI host drivers (proc_name) whose hosts are controllers the host
+// addresses by index.
+const (
+	virtioSCSI = "virtio_scsi"  // QEMU: a virtio-scsi PCI function
+	storvsc    = "storvsc_host" // Hyper-V: a synthetic SCSI controller on VMBus (hv_storvsc)
+)
+
+// HyperVControllerGUID is the VMBus instance ID of Hyper-V SCSI controller
+// index n (0 to 3), as the guest finds it in sysfs: the name of the VMBus
+// device directory above the controller's SCSI host
+// (.../VMBUS:00/<guid>/host<M>, also /sys/bus/vmbus/devices/<guid>).
+//
+// These are hcsshim's controller IDs (guestrequest.ScsiControllerGuids):
+// name-based (version 5) GUIDs of the index's decimal string, "0" to "3",
+// in the namespace d422512d-2bf2-4752-809d-7b82b5fcb1b4. hcsshim keys its
+// compute system document's Devices.Scsi by them, and HCS uses a key that
+// is a GUID as the controller's instance ID, so controller n is then
+// found by this ID whatever SCSI host number the guest kernel gave it.
+//
+// The table lives in protocol (HyperVSCSIControllerGUID), which
+// host/vm/hcs keys its controllers by too. When no storvsc host carries an
+// ID of the table (a host keying controllers otherwise), ControllerHosts
+// falls back to ordering the storvsc hosts by their instance ID, which is
+// exact for a VM with one controller.
+func HyperVControllerGUID(n uint8) (string, bool) { return protocol.HyperVSCSIControllerGUID(n) }
 
 // ControllerHosts returns the SCSI host number of each controller, indexed
-// by controller number.
+// by controller number, up to the first controller that has no SCSI host
+// (yet).
 //
 // Under QEMU every SCSI controller the host attaches is a virtio-scsi PCI
 // function, and the host adds controller C as the C-th of them in PCI
@@ -62,11 +87,45 @@ const virtioSCSI = "virtio_scsi"
 // hosts whose driver (proc_name) is virtio_scsi, ordered by their device
 // path (which starts with the PCI address), are the controllers in index
 // order: controller 0 is the first of them, which is also the lowest host
-// number since the kernel probes PCI in address order. Hosts of other
-// drivers (an emulated IDE or AHCI disk, USB storage) are not controllers
-// the host addresses. Config.Hosts overrides this table for a VMM that
-// numbers its controllers differently.
+// number since the kernel probes PCI in address order.
+//
+// Under Hyper-V each controller is a VMBus device driven by hv_storvsc
+// (proc_name storvsc_host), and VMBus offers its devices in no fixed
+// order, so the host number says nothing: controller C is the storvsc
+// host below the VMBus device named HyperVControllerGUID(C), or, when no
+// storvsc host has an ID of that table, the C-th storvsc host in the
+// string order of their VMBus instance IDs. A VM with storvsc hosts is
+// taken to be a Hyper-V VM: its virtio-scsi hosts, if any, are ignored.
+//
+// Hosts of other drivers (an emulated IDE or AHCI disk, USB storage) are
+// not controllers the host addresses. Config.Hosts overrides this table
+// for a VMM that numbers its controllers differently.
 func ControllerHosts(sysRoot string) ([]uint32, error) {
+	byIndex, err := controllerHosts(sysRoot)
+	if err != nil {
+		return nil, err
+	}
+	var out []uint32
+	for c := 0; c < len(byIndex); c++ {
+		h, ok := byIndex[uint8(c)]
+		if !ok {
+			break
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// scsiHost is one entry of /sys/class/scsi_host.
+type scsiHost struct {
+	n      uint32
+	driver string // proc_name
+	path   string // the class device's real sysfs path
+}
+
+// listSCSIHosts reads /sys/class/scsi_host: every host whose driver is
+// one of drivers.
+func listSCSIHosts(sysRoot string, drivers ...string) ([]scsiHost, error) {
 	dir := filepath.Join(sysRoot, "class", "scsi_host")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -75,11 +134,7 @@ func ControllerHosts(sysRoot string) ([]uint32, error) {
 		}
 		return nil, fmt.Errorf("list SCSI hosts: %w", err)
 	}
-	type host struct {
-		n    uint32
-		path string
-	}
-	var hosts []host
+	var hosts []scsiHost
 	for _, e := range ents {
 		num, ok := strings.CutPrefix(e.Name(), "host")
 		if !ok {
@@ -91,26 +146,118 @@ func ControllerHosts(sysRoot string) ([]uint32, error) {
 		}
 		link := filepath.Join(dir, e.Name())
 		name, err := os.ReadFile(filepath.Join(link, "proc_name"))
-		if err != nil || strings.TrimSpace(string(name)) != virtioSCSI {
+		driver := strings.TrimSpace(string(name))
+		if err != nil || !slices.Contains(drivers, driver) {
 			continue
 		}
 		path, err := filepath.EvalSymlinks(link)
 		if err != nil {
 			return nil, fmt.Errorf("SCSI host %s: %w", e.Name(), err)
 		}
-		hosts = append(hosts, host{uint32(n), path})
+		hosts = append(hosts, scsiHost{n: uint32(n), driver: driver, path: path})
 	}
-	sort.Slice(hosts, func(i, j int) bool {
-		if hosts[i].path != hosts[j].path {
-			return hosts[i].path < hosts[j].path
+	return hosts, nil
+}
+
+// controllerHosts maps each controller index present to its SCSI host
+// number, as ControllerHosts describes.
+func controllerHosts(sysRoot string) (map[uint8]uint32, error) {
+	hosts, err := listSCSIHosts(sysRoot, virtioSCSI, storvsc)
+	if err != nil {
+		return nil, err
+	}
+	var virtio []scsiHost
+	vmbus := map[string]uint32{} // VMBus instance ID → host number
+	for _, h := range hosts {
+		switch h.driver {
+		case virtioSCSI:
+			virtio = append(virtio, h)
+		case storvsc:
+			if id, ok := vmbusInstance(h.path); ok {
+				vmbus[id] = h.n
+			}
 		}
-		return hosts[i].n < hosts[j].n
+	}
+	if len(vmbus) > 0 {
+		return hyperVControllers(vmbus), nil
+	}
+	sort.Slice(virtio, func(i, j int) bool {
+		if virtio[i].path != virtio[j].path {
+			return virtio[i].path < virtio[j].path
+		}
+		return virtio[i].n < virtio[j].n
 	})
-	out := make([]uint32, len(hosts))
-	for i, h := range hosts {
-		out[i] = h.n
+	out := make(map[uint8]uint32, len(virtio))
+	for i, h := range virtio {
+		if i > 255 {
+			break
+		}
+		out[uint8(i)] = h.n
 	}
 	return out, nil
+}
+
+// hyperVControllers maps controller indices to the storvsc hosts of
+// vmbus (instance ID → host number): by HyperVControllerGUID, or, when
+// none of its IDs is there, by the string order of the instance IDs.
+func hyperVControllers(vmbus map[string]uint32) map[uint8]uint32 {
+	out := make(map[uint8]uint32, len(vmbus))
+	for c := 0; ; c++ {
+		id, ok := HyperVControllerGUID(uint8(c))
+		if !ok {
+			break
+		}
+		if h, ok := vmbus[id]; ok {
+			out[uint8(c)] = h
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	ids := make([]string, 0, len(vmbus))
+	for id := range vmbus {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for i, id := range ids {
+		if i > 255 {
+			break
+		}
+		out[uint8(i)] = vmbus[id]
+	}
+	return out
+}
+
+// vmbusInstance returns the VMBus instance ID of the device a storvsc SCSI
+// host belongs to, from the host's class device path
+// .../<instance>/host<M>/scsi_host/host<M>, lower case.
+func vmbusInstance(classPath string) (string, bool) {
+	hostDir := filepath.Dir(filepath.Dir(classPath))
+	id := strings.ToLower(filepath.Base(filepath.Dir(hostDir)))
+	if !isGUID(id) {
+		return "", false
+	}
+	return id, true
+}
+
+// isGUID reports whether s is a GUID in its 36-character text form.
+func isGUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, r := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if r != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // host returns controller's SCSI host number, or errNotPresent.
@@ -122,14 +269,15 @@ func (l *Locator) host(controller uint8) (uint32, error) {
 		}
 		return h, nil
 	}
-	hosts, err := ControllerHosts(l.cfg.SysRoot)
+	hosts, err := controllerHosts(l.cfg.SysRoot)
 	if err != nil {
 		return 0, err
 	}
-	if int(controller) >= len(hosts) {
-		return 0, fmt.Errorf("%w: %d virtio-scsi controllers, no controller %d", errNotPresent, len(hosts), controller)
+	h, ok := hosts[controller]
+	if !ok {
+		return 0, fmt.Errorf("%w: %d SCSI controllers (virtio-scsi or storvsc), no controller %d", errNotPresent, len(hosts), controller)
 	}
-	return hosts[controller], nil
+	return h, nil
 }
 
 // deviceDir is the sysfs directory of the SCSI device at host:0:0:lun.

@@ -2,6 +2,7 @@ package hcs
 
 import (
 	"fmt"
+	"github.com/uvmgcs/gcs/protocol"
 	"strconv"
 	"strings"
 
@@ -83,22 +84,16 @@ func (o Options) validate() error {
 
 // scsiKey is the Devices.Scsi key of controller index n, the index the
 // guest protocol's MappedVirtualDisk.Controller and vm.Disk.Controller
-// carry:
-//
-//	controller index   Devices.Scsi key   resource path
-//	0                  "0"                VirtualMachine/Devices/Scsi/0/Attachments/<lun>
-//	1                  "1"                VirtualMachine/Devices/Scsi/1/Attachments/<lun>
-//	2                  "2"                VirtualMachine/Devices/Scsi/2/Attachments/<lun>
-//	3                  "3"                VirtualMachine/Devices/Scsi/3/Attachments/<lun>
-//
-// HCS hashes a key that is not a GUID into the controller's VMBus channel
-// instance ID, so a key names the same controller on every boot. The
-// guest cannot rely on SCSI host order instead: HCS's controller N may be
-// probed as any of the guest's SCSI hosts, so a guest resolves index N
-// through the controller's VMBus instance
-// (/sys/bus/vmbus/devices/<instance>/host<M>). This function is the one
-// place that table lives.
-func scsiKey(n uint8) string { return strconv.Itoa(int(n)) }
+// carry: the controller's VMBus instance ID from
+// protocol.HyperVSCSIControllerGUID, which HCS uses as is for a GUID key,
+// so the guest finds controller n at /sys/bus/vmbus/devices/<that ID>.
+// Resource paths name the controller by the same key.
+func scsiKey(n uint8) string {
+	if g, ok := protocol.HyperVSCSIControllerGUID(n); ok {
+		return g
+	}
+	return strconv.Itoa(int(n))
+}
 
 // kernelCmdLine is the VM's command line: the base, the console, the
 // agent's transport, then cfg.KernelArgs (which can override them: the

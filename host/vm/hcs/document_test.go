@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"github.com/uvmgcs/gcs/protocol"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -113,12 +114,13 @@ func TestKernelCmdLine(t *testing.T) {
 	}
 }
 
-// The controller table: index N is key "N", and the resource paths use it.
+// The controller table: index N is keyed by the VMBus instance ID the guest
+// looks controller N up by, and the resource paths use it.
 func TestSCSIControllerKeys(t *testing.T) {
 	doc := uvmDocument(bootFiles, Options{SCSIControllers: MaxSCSIControllers})
 	for n := range uint8(MaxSCSIControllers) {
 		key := scsiKey(n)
-		if key != string(rune('0'+n)) {
+		if g, _ := protocol.HyperVSCSIControllerGUID(n); key != g {
 			t.Errorf("scsiKey(%d) = %q", n, key)
 		}
 		if _, ok := doc.VirtualMachine.Devices.Scsi[key]; !ok {

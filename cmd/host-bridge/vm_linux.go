@@ -1,0 +1,24 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/uvmgcs/gcs/host/vm"
+	"github.com/uvmgcs/gcs/host/vm/qemu"
+)
+
+// defaultDriver is QEMU: the Host Compute Service runs on Windows only.
+const defaultDriver = driverQEMU
+
+// driverRuns says whether driver runs on Linux.
+func driverRuns(driver string) error {
+	if driver != driverQEMU {
+		return errors.New("--driver hcs: the Host Compute Service runs on Windows; build host-bridge.exe with GOOS=windows (README, Windows hosts)")
+	}
+	return nil
+}
+
+// newMachine makes a VM with driver's New (driverRuns said it runs here).
+func newMachine(_ string, cfg vm.Config) (vm.VM, func(), error) {
+	return qemu.New(cfg), func() {}, nil
+}
