@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/uvmgcs/gcs/guest/storage/uevent"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -32,7 +33,7 @@ type Locator struct {
 	cfg Config
 	// watch opens the source of "something changed" wake-ups Find waits
 	// on; tests replace it.
-	watch func() (watcher, error)
+	watch func() (uevent.Watcher, error)
 }
 
 // NewLocator returns a Locator for cfg.
@@ -40,7 +41,7 @@ func NewLocator(cfg Config) *Locator {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	return &Locator{cfg: cfg, watch: openUevents}
+	return &Locator{cfg: cfg, watch: uevent.Open}
 }
 
 // errNotPresent means the device is not (yet) in sysfs or the device root.
@@ -85,7 +86,7 @@ func (l *Locator) Find(ctx context.Context, n uint32) (string, error) {
 	w, err := l.watch()
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("kernel uevents unavailable; polling sysfs for pmem devices")
-		w = newPoller()
+		w = uevent.NewPoller()
 	}
 	defer w.Close()
 	wctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)

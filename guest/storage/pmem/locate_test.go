@@ -3,6 +3,7 @@ package pmem
 import (
 	"context"
 	"errors"
+	"github.com/uvmgcs/gcs/guest/storage/uevent"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,7 +75,7 @@ func (c chanWatcher) Close() error { return nil }
 func TestFindTimesOut(t *testing.T) {
 	sys, dev := fakeRoots(t)
 	l := NewLocator(Config{SysRoot: sys, DevRoot: dev, Timeout: 100 * time.Millisecond})
-	l.watch = func() (watcher, error) { return make(chanWatcher), nil }
+	l.watch = func() (uevent.Watcher, error) { return make(chanWatcher), nil }
 	_, err := l.Find(context.Background(), 4)
 	if !errors.Is(err, protocol.HrVmcomputeTimeout) {
 		t.Fatalf("err = %v, want a timeout", err)
@@ -99,7 +100,7 @@ func TestFindWakesOnEvent(t *testing.T) {
 	sys, dev := fakeRoots(t)
 	events := make(chanWatcher)
 	l := NewLocator(Config{SysRoot: sys, DevRoot: dev, Timeout: time.Minute})
-	l.watch = func() (watcher, error) { return events, nil }
+	l.watch = func() (uevent.Watcher, error) { return events, nil }
 	found := make(chan error, 1)
 	go func() {
 		got, err := l.Find(context.Background(), 1)
@@ -126,7 +127,7 @@ func TestFindFallsBackToPolling(t *testing.T) {
 	storagetest.RequireRoot(t)
 	sys, dev := fakeRoots(t)
 	l := NewLocator(Config{SysRoot: sys, DevRoot: dev, Timeout: time.Minute})
-	l.watch = func() (watcher, error) { return nil, errors.New("no netlink here") }
+	l.watch = func() (uevent.Watcher, error) { return nil, errors.New("no netlink here") }
 	found := make(chan error, 1)
 	go func() {
 		_, err := l.Find(context.Background(), 0)
@@ -137,23 +138,5 @@ func TestFindFallsBackToPolling(t *testing.T) {
 	storagetest.BlockNode(t, dev, "pmem0")
 	if err := <-found; err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestUeventsWake checks the real netlink watcher: attaching a loop device
-// makes the kernel announce it.
-func TestUeventsWake(t *testing.T) {
-	storagetest.RequireRoot(t)
-	dir := storagetest.Dir(t)
-	w, err := openUevents()
-	if err != nil {
-		t.Skipf("SKIP (loud): no uevent socket: %v", err)
-	}
-	defer w.Close()
-	storagetest.AttachLoop(t, storagetest.BlankImage(t, dir, "blank", 1<<20), true)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := w.Wait(ctx); err != nil {
-		t.Fatalf("no uevent after attaching a loop device: %v", err)
 	}
 }

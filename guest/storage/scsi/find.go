@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/uvmgcs/gcs/guest/storage/uevent"
 
 	"github.com/uvmgcs/gcs/internal/log"
 	"github.com/uvmgcs/gcs/protocol"
@@ -20,7 +21,7 @@ func (l *Locator) Find(ctx context.Context, controller, lun uint8, partition uin
 	w, err := l.watch()
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("kernel uevents unavailable; polling sysfs for SCSI devices")
-		w = newPoller()
+		w = uevent.NewPoller()
 	}
 	defer w.Close()
 	wctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)

@@ -3,6 +3,7 @@ package scsi
 import (
 	"errors"
 	"fmt"
+	"github.com/uvmgcs/gcs/guest/storage/uevent"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -37,7 +38,7 @@ type Locator struct {
 	cfg Config
 	// watch opens the source of "something changed" wake-ups Find waits
 	// on; tests replace it.
-	watch func() (watcher, error)
+	watch func() (uevent.Watcher, error)
 }
 
 // NewLocator returns a Locator for cfg.
@@ -45,7 +46,7 @@ func NewLocator(cfg Config) *Locator {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	return &Locator{cfg: cfg, watch: openUevents}
+	return &Locator{cfg: cfg, watch: uevent.Open}
 }
 
 // errNotPresent means the device is not (yet) in sysfs or /dev.

@@ -3,6 +3,7 @@ package scsi
 import (
 	"context"
 	"errors"
+	"github.com/uvmgcs/gcs/guest/storage/uevent"
 	"os"
 	"path/filepath"
 	"slices"
@@ -135,7 +136,7 @@ func (c chanWatcher) Close() error { return nil }
 func TestFindTimesOut(t *testing.T) {
 	sys, dev := fakeSys(t)
 	l := NewLocator(Config{SysRoot: sys, DevRoot: dev, Timeout: 100 * time.Millisecond})
-	l.watch = func() (watcher, error) { return make(chanWatcher), nil }
+	l.watch = func() (uevent.Watcher, error) { return make(chanWatcher), nil }
 	start := time.Now()
 	_, err := l.Find(context.Background(), 1, 3, 0)
 	if !errors.Is(err, protocol.HrVmcomputeTimeout) {
@@ -162,7 +163,7 @@ func TestFindWakesOnEvent(t *testing.T) {
 	sys, dev := fakeSys(t)
 	events := make(chanWatcher)
 	l := NewLocator(Config{SysRoot: sys, DevRoot: dev, Timeout: time.Minute})
-	l.watch = func() (watcher, error) { return events, nil }
+	l.watch = func() (uevent.Watcher, error) { return events, nil }
 	found := make(chan error, 1)
 	go func() {
 		got, err := l.Find(context.Background(), 2, 9, 0)
@@ -189,7 +190,7 @@ func TestFindFallsBackToPolling(t *testing.T) {
 	storagetest.RequireRoot(t)
 	sys, dev := fakeSys(t)
 	l := NewLocator(Config{SysRoot: sys, DevRoot: dev, Timeout: time.Minute})
-	l.watch = func() (watcher, error) { return nil, errors.New("no netlink here") }
+	l.watch = func() (uevent.Watcher, error) { return nil, errors.New("no netlink here") }
 	found := make(chan error, 1)
 	go func() {
 		_, err := l.Find(context.Background(), 0, 1, 0)
@@ -200,33 +201,6 @@ func TestFindFallsBackToPolling(t *testing.T) {
 	storagetest.BlockNode(t, dev, "sde")
 	if err := <-found; err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestUeventsWake checks the real netlink watcher: attaching a loop device
-// makes the kernel announce it.
-func TestUeventsWake(t *testing.T) {
-	storagetest.RequireRoot(t)
-	dir := storagetest.Dir(t)
-	w, err := openUevents()
-	if err != nil {
-		t.Skipf("SKIP (loud): no uevent socket: %v", err)
-	}
-	defer w.Close()
-	img := storagetest.BlankImage(t, dir, "blank", 1<<20)
-	storagetest.AttachLoop(t, img, true)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := w.Wait(ctx); err != nil {
-		t.Fatalf("no uevent after attaching a loop device: %v", err)
-	}
-	// A cancelled wait returns promptly.
-	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	for w.Wait(ctx) == nil {
-	}
-	if ctx.Err() == nil {
-		t.Fatal("Wait failed before its context ended")
 	}
 }
 

@@ -1,4 +1,7 @@
-package scsi
+// Package uevent owns waking device lookups when the kernel announces a
+// device: a NETLINK_KOBJECT_UEVENT socket, or a ticker where none opens.
+// Callers re-read sysfs on every wake rather than parse events.
+package uevent
 
 import (
 	"context"
@@ -10,16 +13,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// watcher wakes Find when the device tree may have changed.
-type watcher interface {
+// Watcher wakes a lookup when the device tree may have changed.
+type Watcher interface {
 	// Wait returns nil when something may have changed, or ctx's error.
 	Wait(ctx context.Context) error
 	Close() error
 }
 
 // uevents is a NETLINK_KOBJECT_UEVENT socket subscribed to the kernel's
-// device announcements. Any announcement wakes Wait: Lookup re-reads sysfs,
-// which is cheaper than parsing events reliably.
+// device announcements. Any announcement wakes Wait.
 type uevents struct {
 	f   *os.File
 	buf []byte
@@ -29,7 +31,8 @@ type uevents struct {
 // (group 2 is udev's re-broadcast, which the guest does not run).
 const ueventGroupKernel = 1
 
-func openUevents() (watcher, error) {
+// Open subscribes to the kernel's device announcements.
+func Open() (Watcher, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_KOBJECT_UEVENT)
 	if err != nil {
 		return nil, fmt.Errorf("uevent socket: %w", err)
@@ -67,14 +70,15 @@ func (u *uevents) Wait(ctx context.Context) error {
 
 func (u *uevents) Close() error { return u.f.Close() }
 
-// pollInterval is how often the fallback re-reads sysfs.
+// pollInterval is how often the fallback wakes.
 const pollInterval = 50 * time.Millisecond
 
 // poller is the fallback when no uevent socket can be opened (a network
-// namespace without one): it wakes Find on a ticker.
+// namespace without one): it wakes on a ticker.
 type poller struct{ t *time.Ticker }
 
-func newPoller() *poller { return &poller{t: time.NewTicker(pollInterval)} }
+// NewPoller returns the ticker fallback.
+func NewPoller() Watcher { return &poller{t: time.NewTicker(pollInterval)} }
 
 func (p *poller) Wait(ctx context.Context) error {
 	select {
