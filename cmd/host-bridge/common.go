@@ -115,6 +115,21 @@ func (f *cmdFlags) connect() (*session, error) {
 // close closes the connection.
 func (s *session) close() { s.done() }
 
+// connectTo connects and opens existing container id; the session is
+// closed again when the container cannot be opened.
+func (f *cmdFlags) connectTo(id string) (*session, *host.Container, *protocol.ContainerState, error) {
+	s, err := f.connect()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c, st, err := s.open(id)
+	if err != nil {
+		s.close()
+		return nil, nil, nil, err
+	}
+	return s, c, st, nil
+}
+
 // open returns a handle on existing container id and its state, with a
 // plain message when there is no such container.
 func (s *session) open(id string) (*host.Container, *protocol.ContainerState, error) {

@@ -46,15 +46,11 @@ func startMain(args []string) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	s, err := f.connect()
+	s, c, st, err := f.connectTo(pos[0])
 	if err != nil {
 		return 1, err
 	}
 	defer s.close()
-	c, st, err := s.open(pos[0])
-	if err != nil {
-		return 1, err
-	}
 	if st.Status != protocol.StatusCreated {
 		return 1, fmt.Errorf("start %q: container is %s, not created", c.ID(), st.Status)
 	}

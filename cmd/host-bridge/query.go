@@ -37,15 +37,11 @@ func stateMain(args []string) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	s, err := f.connect()
+	s, _, st, err := f.connectTo(pos[0])
 	if err != nil {
 		return 1, err
 	}
 	defer s.close()
-	_, st, err := s.open(pos[0])
-	if err != nil {
-		return 1, err
-	}
 	return 0, printJSON(os.Stdout, toStateJSON(*st))
 }
 
@@ -103,15 +99,11 @@ func psMain(args []string) (int, error) {
 	if *format != "table" && *format != "json" {
 		return 2, usageError{fmt.Errorf("ps: --format %q: want table or json", *format)}
 	}
-	s, err := f.connect()
+	s, c, _, err := f.connectTo(pos[0])
 	if err != nil {
 		return 1, err
 	}
 	defer s.close()
-	c, _, err := s.open(pos[0])
-	if err != nil {
-		return 1, err
-	}
 	props, _, err := c.Properties(s.ctx, protocol.PropertyTypeProcessList)
 	if err != nil {
 		return 1, fmt.Errorf("ps %q: %w", c.ID(), err)
@@ -141,15 +133,11 @@ func pauseResume(verb string, args []string) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	s, err := f.connect()
+	s, c, _, err := f.connectTo(pos[0])
 	if err != nil {
 		return 1, err
 	}
 	defer s.close()
-	c, _, err := s.open(pos[0])
-	if err != nil {
-		return 1, err
-	}
 	if verb == "pause" {
 		err = c.Pause(s.ctx)
 	} else {

@@ -44,15 +44,11 @@ func killMain(args []string) (int, error) {
 			return 2, usageError{err}
 		}
 	}
-	s, err := f.connect()
+	s, c, st, err := f.connectTo(pos[0])
 	if err != nil {
 		return 1, err
 	}
 	defer s.close()
-	c, st, err := s.open(pos[0])
-	if err != nil {
-		return 1, err
-	}
 	if (st.Status != protocol.StatusRunning && st.Status != protocol.StatusPaused) || st.Pid == 0 {
 		return 1, fmt.Errorf("kill %q: container is %s, not running", c.ID(), st.Status)
 	}
