@@ -25,7 +25,11 @@ type guest struct {
 	gc *GuestConnection
 }
 
-func startGuest(t *testing.T) *guest {
+func startGuest(t *testing.T) *guest { return startGuestWith(t, nil) }
+
+// startGuestWith is startGuest with res serving the utility VM's
+// ModifySettings.
+func startGuestWith(t *testing.T, res bridge.Resources) *guest {
 	t.Helper()
 	u := transport.Unix{Dir: t.TempDir()}
 	l, err := u.Listen(transport.BridgePort)
@@ -39,7 +43,7 @@ func startGuest(t *testing.T) *guest {
 	go reaper.Run(rctx)
 	procs := runtime.NewProcesses(u, reaper)
 	mux := bridge.NewMux()
-	(&bridge.UVM{Processes: procs}).Register(mux)
+	(&bridge.UVM{Processes: procs, Resources: res}).Register(mux)
 	b := bridge.New(bridge.Config{Handler: mux, Capabilities: bridge.LinuxCapabilities(false)})
 	stopped := make(chan struct{})
 	go func() { b.Run(ctx, u); close(stopped) }()

@@ -14,44 +14,16 @@ import (
 	"testing"
 
 	"github.com/uvmgcs/gcs/guest/bridge"
-	"github.com/uvmgcs/gcs/guest/runtime"
 	"github.com/uvmgcs/gcs/guest/storage"
 	"github.com/uvmgcs/gcs/guest/storage/storagetest"
 	"github.com/uvmgcs/gcs/protocol"
-	"github.com/uvmgcs/gcs/transport"
 )
 
 // startResourceGuest runs the guest bridge with res serving the utility
 // VM's ModifySettings, and returns the host's connection to it.
 func startResourceGuest(t *testing.T, res bridge.Resources) *GuestConnection {
 	t.Helper()
-	u := transport.Unix{Dir: t.TempDir()}
-	l, err := u.Listen(transport.BridgePort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	reaper := runtime.NewReaper()
-	rctx, stopReaper := context.WithCancel(context.Background())
-	go reaper.Run(rctx)
-	procs := runtime.NewProcesses(u, reaper)
-	mux := bridge.NewMux()
-	(&bridge.UVM{Processes: procs, Resources: res}).Register(mux)
-	b := bridge.New(bridge.Config{Handler: mux, Capabilities: bridge.LinuxCapabilities(false)})
-	stopped := make(chan struct{})
-	go func() { b.Run(ctx, u); close(stopped) }()
-	t.Cleanup(func() { cancel(); <-stopped; procs.Close(context.Background()); stopReaper() })
-	c, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	gc, err := Connect(ctx, c, Config{IO: u})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gc.Close() })
-	return gc
+	return startGuestWith(t, res).gc
 }
 
 // recorder is a Resources that records requests and fails the ones
