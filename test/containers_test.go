@@ -145,12 +145,36 @@ func (a *ctrAgent) create(t testing.TB, spec *specs.Spec) *host.Container {
 		if exists(filepath.Join(a.state, "c", id)) || exists(filepath.Join(a.state, "runc", id)) {
 			t.Errorf("state of %s left behind", id)
 		}
-		if mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", a.Pid())); err == nil &&
-			strings.Contains(string(mi), filepath.Join(a.state, "c", id)) {
-			t.Errorf("mounts of %s left in the agent's namespace", id)
+		// Delete has returned; give the kernel a moment to finish any
+		// teardown it does in the background, then nothing may be left.
+		var left []string
+		for try := 0; try < 40; try++ {
+			left = mountsUnder(a.Pid(), filepath.Join(a.state, "c", id))
+			if len(left) == 0 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if len(left) > 0 {
+			t.Errorf("mounts of %s left in the agent's namespace:\n%s", id, strings.Join(left, "\n"))
 		}
 	})
 	return c
+}
+
+// mountsUnder returns the mountinfo lines of process pid that name dir.
+func mountsUnder(pid int, dir string) []string {
+	mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		return nil
+	}
+	var lines []string
+	for _, line := range strings.Split(string(mi), "\n") {
+		if strings.Contains(line, dir+" ") || strings.Contains(line, dir+"/") {
+			lines = append(lines, line)
+		}
+	}
+	return lines
 }
 
 // stdio says which streams a process gets.
