@@ -57,7 +57,7 @@ func goldenCases(t *testing.T) []struct {
 		{"negotiate-response", NegotiateProtocol.Response(), &NegotiateProtocolResponse{ResponseBase: ResponseBase{ActivityID: activity}, Version: 4,
 			Capabilities: Capabilities{SupportedSchemaVersions: []SchemaVersion{{2, 1}}, RuntimeOsType: "Linux",
 				GuestDefinedCapabilities: GuestDefinedCapabilities{NamespaceAddRequestSupported: true, SignalProcessSupported: true,
-					DumpStacksSupported: true, DeleteContainerStateSupported: true}}}},
+					DumpStacksSupported: true, DeleteContainerStateSupported: true, UvmgcsPauseResumeSupported: true}}}},
 		{"create-request", Create, &CreateRequest{RequestBase: base("c1"), ContainerConfig: mustJSON(t, cfg)}},
 		{"create-response", Create.Response(), &CreateResponse{ResponseBase: ResponseBase{ActivityID: activity}, SelectedProtocolVersion: 4}},
 		{"start-request", Start, &RequestBase{ContainerID: "c1", ActivityID: activity}},
@@ -84,8 +84,10 @@ func goldenCases(t *testing.T) []struct {
 		{"delete-container-state-request", DeleteContainerState, &RequestBase{ContainerID: "c1", ActivityID: activity}},
 		{"error-response", ExecuteProcess.Response(), &ResponseBase{Result: int32(HrVmcomputeSystemNotFound), ErrorMessage: "container \"c9\" not found",
 			ActivityID: activity, ErrorRecords: []ErrorRecord{{Result: int32(HrVmcomputeSystemNotFound), Message: "container \"c9\" not found", ModuleName: "gcs"}}}},
+		// As the agent sends it: the Create's ActivityId, Result 0 (an
+		// HRESULT, never the exit code), ResultInfo a JSON string.
 		{"container-notification", ContainerNotification, &ContainerNotificationMessage{RequestBase: base("c1"), Type: NotificationGracefulExit,
-			Operation: "None", Result: 0, ResultInfo: json.RawMessage(`{"ExitCode":143}`)}},
+			Operation: "None", Result: 0, ResultInfo: json.RawMessage(mustJSON(t, mustJSON(t, ExitInfo{ExitCode: 143})))}},
 		{"modify-mapped-virtual-disk", ModifySettings, ptr(modify(ResourceMappedVirtualDisk, RequestTypeAdd, MappedVirtualDisk{
 			MountPath: "/run/mounts/scsi/m1", Controller: 0, Lun: 3, ReadOnly: true, Options: []string{"noatime"}, VerityInfo: verity}))},
 		{"modify-scsi-device", ModifySettings, ptr(modify(ResourceSCSIDevice, RequestTypeRemove, SCSIDevice{Controller: 1, Lun: 2}))},

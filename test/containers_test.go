@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -317,7 +318,9 @@ func TestContainerSignalsAndShutdown(t *testing.T) {
 		}
 		r := collect(t, p)
 		n := c.ExitNotification()
-		if r.code != tc.code || n.Type != tc.want || n.Result != int32(tc.code) {
+		// Result is an HRESULT (0, as hcsshim's guest sends), never the
+		// exit code; ActivityId echoes the Create's, a GUID.
+		if _, err := uuid.Parse(n.ActivityID); r.code != tc.code || n.Type != tc.want || n.Result != 0 || err != nil {
 			t.Errorf("forced=%v: exit %d, notification %+v", tc.forced, r.code, n)
 		}
 		// Stopping a stopped container is not an error for the host.

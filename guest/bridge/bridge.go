@@ -219,7 +219,7 @@ func (c *connection) dispatch(ctx context.Context, wg *sync.WaitGroup, hdr proto
 	}
 	wg.Go(func() {
 		defer func() { <-c.b.inflight }()
-		rctx := log.WithLogger(ctx, log.G(ctx).WithFields(map[string]any{
+		rctx := log.WithLogger(protocol.WithActivityID(ctx, req.Base.ActivityID), log.G(ctx).WithFields(map[string]any{
 			log.FieldMessage:     hdr.Type.String(),
 			log.FieldRequestID:   hdr.ID,
 			log.FieldActivityID:  req.Base.ActivityID,

@@ -40,6 +40,9 @@ type Container struct {
 	oom      bool
 	starting bool
 	stopped  chan struct{} // closed once the init has exited and drained
+	// activity is the ActivityId of the Create request, which the exit
+	// notification echoes (as hcsshim's guest does).
+	activity string
 }
 
 func newContainer(m *Manager, id string, b *bundle, lc *libcontainer.Container) *Container {
@@ -142,11 +145,13 @@ func (c *Container) waitInit(ctx context.Context, p *process) {
 	info, _ := json.Marshal(protocol.ExitInfo{ExitCode: p.code, OOMKilled: oom})
 	infoStr, _ := json.Marshal(string(info))
 	log.G(ctx).WithFields(map[string]any{log.FieldContainerID: c.id, "exit": p.code, "oom": oom}).Debug("container exited")
+	// Result is an HRESULT: 0, as hcsshim's guest sends; the exit code of
+	// record is WaitForProcess on the init, ResultInfo only an extension.
 	c.m.cfg.Notify(context.WithoutCancel(ctx), protocol.ContainerNotificationMessage{
-		RequestBase: protocol.RequestBase{ContainerID: c.id},
+		RequestBase: protocol.RequestBase{ContainerID: c.id, ActivityID: c.activity},
 		Type:        kind,
 		Operation:   "None",
-		Result:      int32(p.code),
+		Result:      0,
 		ResultInfo:  infoStr,
 	})
 }
