@@ -154,9 +154,13 @@ func startAgent(t *testing.T) *agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.cmd = exec.Command(bin, "-transport", "unix:"+dir, "-state-root", a.state, "-cgroup-parent", a.cgroup, "-loglevel", "debug")
+	a.cmd = exec.Command(bin, "-transport", "unix:"+dir, "-state-root", a.state, "-cgroup-parent", a.cgroup,
+		"-loglevel", "debug", "-network-link-timeout", "1s")
 	a.cmd.Stderr = &lockedWriter{w: a.log}
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	// A private mount namespace (nothing the agent mounts reaches this
+	// host) and network namespace (the "utility VM's" network, where the
+	// suite adds the NICs hcsshim would hot-add).
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := a.cmd.Start(); err != nil {
 		l.Close()
 		os.RemoveAll(dir)
@@ -315,4 +319,13 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func hex(hr uint32) string { return fmt.Sprintf("0x%08x", hr) }
+
+// testLog is a logrus entry writing to the test's log.
+func testLog(t testing.TB) *logrus.Entry {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return logrus.NewEntry(l)
 }
