@@ -82,7 +82,7 @@ func Prepare(ctx context.Context, path, version, dst string, adaptations ...Adap
 func Apply(root string, adaptations ...Adaptation) error {
 	for _, a := range adaptations {
 		if err := a.Apply(root); err != nil {
-			return fmt.Errorf("adaptation %q: %w", a.Name, err)
+			return fmt.Errorf("adaptation [%s]: %w", a.Name, err)
 		}
 	}
 	return nil
