@@ -84,6 +84,12 @@ type ctr struct {
 
 func (a *agent) container(t *testing.T, id string, activity *guid.GUID, args ...string) *ctr {
 	t.Helper()
+	return a.containerSpec(t, id, activity, nil, args...)
+}
+
+// containerSpec is container with edit applied to the spec first.
+func (a *agent) containerSpec(t *testing.T, id string, activity *guid.GUID, edit func(*specs.Spec), args ...string) *ctr {
+	t.Helper()
 	ctx := ctxT(t)
 	layer := filepath.Join(a.state, "layers", "busybox")
 	if _, err := os.Stat(layer); err != nil {
@@ -98,10 +104,14 @@ func (a *agent) container(t *testing.T, id string, activity *guid.GUID, args ...
 	if err := a.gc.Modify(ctx, modification(guestresource.ResourceTypeCombinedLayers, guestrequest.RequestTypeAdd, c.layers)); err != nil {
 		t.Fatalf("CombinedLayers: %v", err)
 	}
+	spec := lcowSpec(id, c.root, args...)
+	if edit != nil {
+		edit(spec)
+	}
 	doc := &linuxHostedSystem{
 		SchemaVersion:    &hcsschema.Version{Major: 2, Minor: 1},
 		OciBundlePath:    filepath.Join(a.state, "c", id),
-		OciSpecification: lcowSpec(id, c.root, args...),
+		OciSpecification: spec,
 		ScratchDirPath:   c.scratch,
 	}
 	var err error
@@ -280,7 +290,7 @@ func TestUvmgcsContainers(t *testing.T) {
 		a.remove(t, c)
 		result(t, "DeleteContainerState + CombinedLayers Remove", "pass (bundle gone)")
 		err = a.gc.DeleteContainerState(ctx, c.id)
-		a.cleanError(t, "DeleteContainerState of a deleted container", err, hrComputeSystemDoesNotExist, "")
+		a.cleanError(t, "DeleteContainerState of a deleted container", err, hrComputeSystemDoesNotExist, `container "lifecycle"`)
 	})
 
 	t.Run("Forced", func(t *testing.T) {

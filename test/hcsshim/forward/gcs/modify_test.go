@@ -5,7 +5,10 @@ package gcs_test
 import (
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -103,6 +106,20 @@ func TestUvmgcsModifySettings(t *testing.T) {
 			t.Fatal("the adapter is still in the utility VM's namespace")
 		}
 		result(t, "ModifySettings Network Add", "pass (NIC moved into the pod namespace)")
+
+		// A container in the pod's network, named as hcsshim's LCOW
+		// documents name it.
+		c := a.containerSpec(t, "pod", nil, func(s *specs.Spec) {
+			s.Windows = &specs.Windows{Network: &specs.WindowsNetwork{NetworkNamespace: nsID}}
+		}, "sh", "-c", "ip -4 addr show; ip route")
+		ic, out := c.init(t, nil)
+		c.waitExit(t)
+		ic.Wait()
+		if !strings.Contains(out.String(), "inet 192.0.2.10/24") || !strings.Contains(out.String(), "default via 192.0.2.1") {
+			t.Fatalf("container network:\n%s", out.String())
+		}
+		a.remove(t, c)
+		result(t, "Create with windows.network.networkNamespace (a pod container)", "pass (the container sees the adapter's address and route)")
 		remove := guestresource.LCOWNetworkAdapter{NamespaceID: nsID, ID: nicID}
 		if err := a.gc.Modify(ctx, modification(guestresource.ResourceTypeNetwork, guestrequest.RequestTypeRemove, &remove)); err != nil {
 			t.Fatal(err)
