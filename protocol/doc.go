@@ -20,6 +20,11 @@
 //   - Extensions beyond hcsshim's set (pause, resume) use message ids above
 //     0x100 and are advertised in GuestDefinedCapabilities; a host that never
 //     sends them sees no difference.
+//   - A container's exit notification echoes the ActivityId of the container's
+//     Create (NullActivityID when that named none: hcsshim decodes every
+//     ActivityId as a GUID) and carries Result 0, as hcsshim's guest does; the
+//     exit code of record is WaitForProcess on the init. ResultInfo, a JSON
+//     string holding an ExitInfo, is an extension no host needs.
 //   - SignalProcess with Signal 0 means SIGKILL.
 //   - WaitForProcess with TimeoutInMs 0xFFFFFFFF waits forever; a wait that
 //     times out answers VmcomputeTimeout.
