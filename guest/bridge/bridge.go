@@ -85,8 +85,13 @@ func New(cfg Config) *Bridge {
 }
 
 // Notify queues a container notification; it is sent on the current
-// connection once negotiated, or on the next one.
+// connection once negotiated, or on the next one. One without an ActivityId
+// gets protocol.NullActivityID: hcsshim's host decodes it as a GUID and
+// drops the bridge on an empty one.
 func (b *Bridge) Notify(ctx context.Context, n protocol.ContainerNotificationMessage) {
+	if n.ActivityID == "" {
+		n.ActivityID = protocol.NullActivityID
+	}
 	b.notes.push(ctx, n)
 }
 

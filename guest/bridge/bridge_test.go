@@ -248,7 +248,8 @@ func TestNotificationsSurviveReconnect(t *testing.T) {
 	h := accept()
 	h.negotiate()
 	hdr, _, p := h.read()
-	if hdr.Type != protocol.ContainerNotification || !strings.Contains(string(p), `"early"`) {
+	if hdr.Type != protocol.ContainerNotification || !strings.Contains(string(p), `"early"`) ||
+		!strings.Contains(string(p), `"ActivityId":"`+protocol.NullActivityID+`"`) {
 		t.Fatalf("first connection got %+v %s", hdr, p)
 	}
 	h.conn.Close()
