@@ -77,6 +77,19 @@ func TestUvmgcsModifySettings(t *testing.T) {
 		result(t, "ModifySettings MappedDirectory Add (Plan9 over a port, no 9p server)",
 			"clean error "+hex(hresult(err))+" ("+err.Error()+"); agent keeps serving")
 	})
+	t.Run("NotImplemented", func(t *testing.T) {
+		// Types hcsshim sends only to confidential (SNP) utility VMs or for
+		// assigned PCI devices: refused as not implemented.
+		for _, m := range []guestrequest.ModificationRequest{
+			modification(guestresource.ResourceTypeSecurityPolicy, guestrequest.RequestTypeAdd,
+				guestresource.ConfidentialOptions{EnforcerType: "rego", EncodedSecurityPolicy: "cGFja2FnZQ=="}),
+			modification(guestresource.ResourceTypePolicyFragment, guestrequest.RequestTypeAdd, guestresource.SecurityPolicyFragment{Fragment: "eA=="}),
+			modification(guestresource.ResourceTypeVPCIDevice, guestrequest.RequestTypeAdd,
+				guestresource.LCOWMappedVPCIDevice{VMBusGUID: "6f0d3f7e-1b2a-4c5d-8e9f-0a1b2c3d4e5f"}),
+		} {
+			a.cleanError(t, "ModifySettings "+string(m.ResourceType)+" Add", a.gc.Modify(ctx, m), hrNotImpl, "Add "+string(m.ResourceType))
+		}
+	})
 	t.Run("Network", func(t *testing.T) {
 		const nsID = "c3d4e5f6-0000-4000-8000-000000000001"
 		const nicID = "6f0d3f7e-1b2a-4c5d-8e9f-0a1b2c3d4e5f"
