@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -208,6 +209,33 @@ func TestUvmgcsGoldenFrames(t *testing.T) {
 				sort.Strings(missing)
 				if len(missing) > 0 {
 					t.Fatalf("%s holds what the agent never sent: %v", name, missing)
+				}
+				// A successful answer or a notification holds all the agent
+				// puts in one of that type.
+				if !bytes.Contains(payload, []byte(`"Result":0`)) {
+					return
+				}
+				golden := shape(t, payload)
+				wire.Lock()
+				sent := wire.seen[typ]
+				wire.Unlock()
+				if len(sent) == 0 {
+					t.Fatalf("the agent sent no %s in this run", typ)
+				}
+				var absent []string
+				for _, p := range sent {
+					if !bytes.Contains(p, []byte(`"Result":0`)) {
+						continue
+					}
+					for path, kind := range shape(t, p) {
+						if golden[path] != kind && !slices.Contains(absent, path+":"+kind) {
+							absent = append(absent, path+":"+kind)
+						}
+					}
+				}
+				sort.Strings(absent)
+				if len(absent) > 0 {
+					t.Fatalf("%s lacks what the agent sends: %v", name, absent)
 				}
 			}
 			result(t, "golden "+name+" ("+typ.String()+")", "decoded by hcsshim")
