@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -19,8 +20,13 @@ type Container struct {
 
 	exited chan struct{}
 	note   protocol.ContainerNotificationMessage
-	info   protocol.ExitInfo
+	info   protocol.ExitInfo // the notification's uvmgcs extension
 	err    error
+
+	mu       sync.Mutex
+	settled  *sync.Cond // signalled when starting drops
+	starting int        // init CreateProcess calls in flight
+	init     *Process   // started through this handle; nil if not
 }
 
 // GuestBundleRoot is where the guest keeps container bundles.
@@ -57,25 +63,50 @@ func (gc *GuestConnection) CreateContainer(ctx context.Context, id string, spec 
 		}
 		return nil, err
 	}
-	c := &Container{gc: gc, id: id, exited: make(chan struct{})}
+	c := newContainer(gc, id)
 	go c.watch(notes)
 	return c, nil
 }
 
-// watch waits for the container's exit notification.
+func newContainer(gc *GuestConnection, id string) *Container {
+	c := &Container{gc: gc, id: id, exited: make(chan struct{})}
+	c.settled = sync.NewCond(&c.mu)
+	return c
+}
+
+// watch waits for the container's exit notification and, when the init was
+// started through this handle, for the init's WaitForProcess answer: the
+// exit code of record.
 func (c *Container) watch(notes <-chan protocol.ContainerNotificationMessage) {
+	defer close(c.exited)
 	select {
 	case n := <-notes:
 		c.note = n
-		c.info = protocol.ExitInfo{ExitCode: int(n.Result)}
 		var s string
 		if len(n.ResultInfo) > 0 && json.Unmarshal(n.ResultInfo, &s) == nil {
 			_ = json.Unmarshal([]byte(s), &c.info)
 		}
 	case <-c.gc.Done():
 		c.err = c.gc.Err()
+		return
 	}
-	close(c.exited)
+	// The notification can overtake the init's ExecProcess answer.
+	c.mu.Lock()
+	for c.starting > 0 {
+		c.settled.Wait()
+	}
+	init := c.init
+	c.mu.Unlock()
+	if init != nil {
+		<-init.WaitChannel() // answered, or failed with the connection
+	}
+}
+
+// initProcess is the init started through this handle, nil if none.
+func (c *Container) initProcess() *Process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.init
 }
 
 // ID is the container's id.
@@ -84,7 +115,21 @@ func (c *Container) ID() string { return c.id }
 // CreateProcess starts a process in the container: its init when
 // params.OciProcess is empty (the first call), else an exec.
 func (c *Container) CreateProcess(ctx context.Context, params *protocol.ProcessParameters) (*Process, error) {
-	return c.gc.ExecProcess(ctx, c.id, params)
+	if len(params.OciProcess) > 0 {
+		return c.gc.ExecProcess(ctx, c.id, params)
+	}
+	c.mu.Lock()
+	c.starting++
+	c.mu.Unlock()
+	p, err := c.gc.ExecProcess(ctx, c.id, params)
+	c.mu.Lock()
+	c.starting--
+	if err == nil && c.init == nil {
+		c.init = p
+	}
+	c.settled.Broadcast()
+	c.mu.Unlock()
+	return p, err
 }
 
 // Exec runs process p in the running container with the stdio params asks
@@ -176,8 +221,9 @@ func (c *Container) Properties(ctx context.Context, types ...string) (*protocol.
 	return &props, m, nil
 }
 
-// Wait blocks until the container's init has exited (its exit
-// notification arrived); the error is the connection's, not the exit.
+// Wait blocks until the container's init has exited: its exit notification
+// arrived and, for an init started through this handle, its WaitForProcess
+// was answered. The error is the connection's, not the exit.
 func (c *Container) Wait() error {
 	<-c.exited
 	return c.err
@@ -186,14 +232,20 @@ func (c *Container) Wait() error {
 // WaitChannel is closed when Wait would return.
 func (c *Container) WaitChannel() <-chan struct{} { return c.exited }
 
-// ExitCode is the init's exit code once the container has exited.
+// ExitCode is the init's exit code once the container has exited: the
+// answer to the init's WaitForProcess, which needs the init to have been
+// started through this handle (CreateProcess). The exit notification's
+// ExitCode extension is never used: not every guest sends it.
 func (c *Container) ExitCode() (int, error) {
 	select {
 	case <-c.exited:
 		if c.err != nil {
 			return -1, c.err
 		}
-		return c.info.ExitCode, nil
+		if init := c.initProcess(); init != nil {
+			return init.ExitCode()
+		}
+		return -1, fmt.Errorf("container %q: its init was not started through this handle, so its exit code is unknown here: %w", c.id, protocol.HrVmcomputeInvalidState)
 	default:
 		return -1, fmt.Errorf("container %q has not exited: %w", c.id, protocol.HrVmcomputeInvalidState)
 	}
@@ -228,7 +280,7 @@ func (c *Container) Delete(ctx context.Context) error {
 // OpenContainer returns a handle on container id, which exists in the guest
 // already (created by another connection, e.g. an earlier host-bridge run).
 func (gc *GuestConnection) OpenContainer(id string) *Container {
-	c := &Container{gc: gc, id: id, exited: make(chan struct{})}
+	c := newContainer(gc, id)
 	go c.watch(gc.Notifications(id))
 	return c
 }

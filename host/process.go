@@ -20,7 +20,7 @@ type Process struct {
 	pid int
 
 	stdin          net.Conn
-	stdout, stderr net.Conn
+	stdout, stderr *eofCloser
 
 	exited   chan struct{}
 	exitCode int
@@ -77,7 +77,7 @@ func (gc *GuestConnection) ExecProcess(ctx context.Context, cid string, params *
 		return nil, err
 	}
 	p := &Process{gc: gc, cid: cid, pid: int(resp.ProcessID), exited: make(chan struct{})}
-	conns := []*net.Conn{&p.stdin, &p.stdout, &p.stderr}
+	var conns [3]net.Conn
 	for i, s := range streams {
 		if s == nil {
 			continue
@@ -85,11 +85,22 @@ func (gc *GuestConnection) ExecProcess(ctx context.Context, cid string, params *
 		c, err := s.accept(ctx, gc.done)
 		if err != nil {
 			closeStreams(streams)
-			p.Close()
+			for _, c := range conns {
+				if c != nil {
+					c.Close()
+				}
+			}
 			_ = p.Kill(context.WithoutCancel(ctx)) // nothing can talk to it
 			return nil, fmt.Errorf("process %d stdio: %w", p.pid, err)
 		}
-		*conns[i] = c
+		conns[i] = c
+	}
+	p.stdin = conns[0]
+	if conns[1] != nil {
+		p.stdout = &eofCloser{c: conns[1]}
+	}
+	if conns[2] != nil {
+		p.stderr = &eofCloser{c: conns[2]}
 	}
 	go p.waitBackground()
 	return p, nil
@@ -107,7 +118,10 @@ func (p *Process) Stdin() io.WriteCloser {
 	return halfCloser{p.stdin}
 }
 
-// Stdout is the process's stdout, nil if not requested.
+// Stdout is the process's stdout, nil if not requested. The connection is
+// closed once a read reaches EOF: a guest may hold the exit (WaitForProcess,
+// a container's exit notification) until the host has closed its end, as
+// hcsshim's does, so read it to the end.
 func (p *Process) Stdout() io.Reader {
 	if p.stdout == nil {
 		return nil
@@ -115,7 +129,8 @@ func (p *Process) Stdout() io.Reader {
 	return p.stdout
 }
 
-// Stderr is the process's stderr, nil if not requested.
+// Stderr is the process's stderr, nil if not requested; like Stdout, it
+// closes at EOF.
 func (p *Process) Stderr() io.Reader {
 	if p.stderr == nil {
 		return nil
@@ -131,17 +146,42 @@ func (p *Process) CloseStdin() error {
 	return transport.CloseWrite(p.stdin)
 }
 
-// Signal sends sig to the process. A process that is gone is not an error.
+// Signal sends sig to the process. A process that is gone is not an error;
+// a signal the guest did not deliver to a live process is.
 func (p *Process) Signal(ctx context.Context, sig int) error {
 	err := p.gc.RPC(ctx, protocol.SignalProcess, &protocol.SignalProcessRequest{
 		RequestBase: protocol.RequestBase{ContainerID: p.cid},
 		ProcessID:   uint32(p.pid),
 		Options:     &protocol.SignalProcessOptions{Signal: int32(sig)},
 	}, nil)
-	if IsNotFound(err) {
+	if err == nil || p.gone(err) {
 		return nil
 	}
-	return err
+	if p.cid == protocol.UVMContainerID && errors.Is(err, protocol.HrVmcomputeSystemNotFound) {
+		// The guest looked the utility VM up as a container and found none:
+		// it has no signal path for processes in the VM (hcsshim's guest).
+		return fmt.Errorf("signal %d to process %d in the utility VM: the guest cannot signal it (%v): %w", sig, p.pid, err, protocol.HrNotImpl)
+	}
+	return fmt.Errorf("signal %d to process %d: %w", sig, p.pid, err)
+}
+
+// gone reports whether err, a failed SignalProcess, says the process no
+// longer exists: the guest did not find the process (ERROR_NOT_FOUND), or
+// did not find its container any more, or its exit is already known here.
+func (p *Process) gone(err error) bool {
+	select {
+	case <-p.exited:
+		if p.waitErr == nil {
+			return true
+		}
+	default:
+	}
+	if errors.Is(err, protocol.HrNotFound) {
+		return true
+	}
+	// VMCOMPUTE_SYSTEM_NOT_FOUND for a container: the container is gone,
+	// and its processes with it. For the utility VM it means something else.
+	return p.cid != protocol.UVMContainerID && errors.Is(err, protocol.HrVmcomputeSystemNotFound)
 }
 
 // Kill sends SIGKILL (9 in the Linux guest, whatever the host).
@@ -197,14 +237,39 @@ func (p *Process) ExitCode() (int, error) {
 // Close releases the stdio connections. It does not stop the process.
 func (p *Process) Close() error {
 	p.closeOnce.Do(func() {
-		for _, c := range []net.Conn{p.stdin, p.stdout, p.stderr} {
-			if c != nil {
-				c.Close()
+		if p.stdin != nil {
+			p.stdin.Close()
+		}
+		for _, r := range []*eofCloser{p.stdout, p.stderr} {
+			if r != nil {
+				r.close()
 			}
 		}
 	})
 	return nil
 }
+
+// eofCloser is an output stream that closes its connection once a read
+// reaches EOF, and keeps answering EOF after that.
+type eofCloser struct {
+	c    net.Conn
+	once sync.Once
+	eof  bool // only Read touches it: one reader at a time
+}
+
+func (r *eofCloser) Read(b []byte) (int, error) {
+	if r.eof {
+		return 0, io.EOF
+	}
+	n, err := r.c.Read(b)
+	if err == io.EOF {
+		r.eof = true
+		r.close()
+	}
+	return n, err
+}
+
+func (r *eofCloser) close() { r.once.Do(func() { r.c.Close() }) }
 
 type halfCloser struct{ net.Conn }
 

@@ -69,9 +69,11 @@ func attach(ctx context.Context, p *host.Process, tty bool) (int, error) {
 		case <-p.WaitChannel():
 		}
 	}()
+	// Output first: each stream closes at its EOF, and a guest may answer
+	// the wait only after that (hcsshim's does).
+	wg.Wait()
 	if err := p.Wait(); err != nil {
 		return 1, err
 	}
-	wg.Wait()
 	return p.ExitCode()
 }
