@@ -23,8 +23,8 @@ import (
 // Environment of the helper that turns this test binary into hcsshim's
 // guest: see helperMain.
 const (
-	envHelper    = "UVMGCS_REVERSE_HELPER"     // the hcsshim gcs binary
-	envCgroups   = "UVMGCS_REVERSE_CGROUPS"    // the run's cgroup tree, one dir per line
+	envHelper    = "UVMGCS_REVERSE_HELPER"      // the hcsshim gcs binary
+	envCgroups   = "UVMGCS_REVERSE_CGROUPS"     // the run's cgroup tree, one dir per line
 	envMounts    = "UVMGCS_REVERSE_HIERARCHIES" // mountpoint=options, one per line
 	envTransport = "UVMGCS_UNIX_TRANSPORT_DIR"  // read by the patched cmd/gcs
 )
