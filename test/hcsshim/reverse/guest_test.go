@@ -45,8 +45,14 @@ type guest struct {
 // end of the test.
 func startGuest(t testing.TB) *guest {
 	t.Helper()
-	g := &guest{dir: t.TempDir(), exited: make(chan struct{})}
-	g.log = filepath.Join(g.dir, "gcs.log")
+	// Socket paths are short: not under the test's temp dir.
+	dir, err := os.MkdirTemp("", "rev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	g := &guest{dir: dir, exited: make(chan struct{})}
+	g.log = filepath.Join(t.TempDir(), "gcs.log")
 	l, err := transport.Unix{Dir: g.dir}.Listen(transport.BridgePort)
 	if err != nil {
 		t.Fatal(err)
