@@ -71,6 +71,9 @@ func createContainer(t testing.TB, gc *host.GuestConnection, lower string, args 
 
 // remove stops the container and removes its root and its state.
 func (c *ctr) remove(t testing.TB) {
+	if c.gc.Err() != nil {
+		return // handed to another connection; the guest's teardown reclaims it
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := c.Terminate(ctx); err == nil {
