@@ -12,8 +12,9 @@ SHELL := /bin/bash
 GO      ?= go
 OUT     := out
 # e2fsprogs and erofs-utils make layer images; cryptsetup-bin's veritysetup
-# makes dm-verity hash trees in the storage tests.
-APT_PKGS := gcc libc6-dev libseccomp-dev pkg-config busybox-static e2fsprogs erofs-utils cryptsetup-bin
+# makes dm-verity hash trees in the storage tests; hcsshim's guest (the
+# reverse conformance suite, test/hcsshim/reverse) runs containers with runc.
+APT_PKGS := gcc libc6-dev libseccomp-dev pkg-config busybox-static e2fsprogs erofs-utils cryptsetup-bin runc
 # What rootfs/build.sh needs, and what boots the VM.
 BOOT_PKGS := xz-utils cpio kmod busybox-static
 VM_PKGS   := qemu-system-x86

@@ -2,6 +2,7 @@ package reverse
 
 import (
 	"context"
+	"errors"
 	"io"
 	"path/filepath"
 	"strings"
@@ -167,6 +168,15 @@ func TestContainerLifecycle(t *testing.T) {
 	}
 	if _, m, err := c.Properties(timeout(t), protocol.PropertyTypeStatistics); err != nil || m.Memory.Usage.Limit != uint64(limit) {
 		t.Errorf("after update: limit %+v, %v", m, err)
+	}
+
+	// uvmgcs's extensions: hcsshim's guest announces no pause and sends no
+	// state; the library says so instead of guessing.
+	if err := c.Pause(timeout(t)); !errors.Is(err, protocol.HrNotImpl) {
+		t.Errorf("pause: %v, want E_NOTIMPL", err)
+	}
+	if _, err := c.State(timeout(t)); !errors.Is(err, protocol.HrNotImpl) {
+		t.Errorf("state: %v, want E_NOTIMPL", err)
 	}
 
 	io.WriteString(init.Stdin(), "x\n")

@@ -1,13 +1,24 @@
 package reverse
 
-import "testing"
+import (
+	"slices"
+	"testing"
+
+	"github.com/uvmgcs/gcs/protocol"
+)
 
 func TestNegotiate(t *testing.T) {
-	g := startGuest(t)
-	gc := g.connect(t)
+	gc := startGuest(t).connect(t)
 	caps := gc.Capabilities()
-	if gc.Version() != 4 || caps.RuntimeOsType != "Linux" {
+	t.Logf("capabilities %+v", caps)
+	if gc.Version() != protocol.ProtocolVersion || caps.RuntimeOsType != "Linux" {
 		t.Fatalf("version %d, capabilities %+v", gc.Version(), caps)
 	}
-	t.Logf("capabilities %+v", caps)
+	if !slices.Contains(caps.SupportedSchemaVersions, protocol.SchemaVersion{Major: 2, Minor: 1}) {
+		t.Errorf("schema 2.1 not offered: %+v", caps.SupportedSchemaVersions)
+	}
+	g := caps.GuestDefinedCapabilities
+	if !g.SignalProcessSupported || !g.DumpStacksSupported || !g.DeleteContainerStateSupported || g.UvmgcsPauseResumeSupported {
+		t.Errorf("guest-defined capabilities %+v", g)
+	}
 }
