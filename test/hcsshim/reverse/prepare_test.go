@@ -50,7 +50,7 @@ func buildHcsshimGCS(ctx context.Context, work string) (string, error) {
 		}
 	}
 	bin := filepath.Join(work, "hcsshim-gcs")
-	cmd := exec.CommandContext(ctx, goCmd(), "build", "-o", bin, "./cmd/gcs")
+	cmd := exec.CommandContext(ctx, goCmd(), "build", "-trimpath", "-o", bin, "./cmd/gcs")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=", "GOOS=linux")
 	if out, err := cmd.CombinedOutput(); err != nil {
