@@ -85,6 +85,10 @@ func TestConnectAndProcess(t *testing.T) {
 	p.Stdin().Close()
 	var out bytes.Buffer
 	io.Copy(&out, p.Stdout())
+	// The stream closed itself at EOF; reading on still answers EOF.
+	if n, err := p.Stdout().Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("read after EOF: %d, %v", n, err)
+	}
 	if err := p.Wait(); err != nil {
 		t.Fatal(err)
 	}
