@@ -51,7 +51,28 @@ func startContainerAgent(t testing.TB) *ctrAgent {
 	cg := fmt.Sprintf("/gcs-test-%d-%d", os.Getpid(), cgroupSeq.Add(1))
 	t.Cleanup(func() { removeCgroupTree(t, cg) })
 	a := startAgentWith(t, hostmode.Config{StateRoot: state, Args: []string{"-cgroup-parent", cg}})
+	checkThreadsMountNamespace(t, a.Pid())
 	return &ctrAgent{agent: a, state: state, rootfs: rootfs, cgroup: cg}
+}
+
+// checkThreadsMountNamespace records the agent's mount namespace and, when
+// the test ends (after its containers are deleted), checks that every
+// thread of the agent is still in it: a thread parked in a container's
+// namespace would keep that container's mounts alive.
+func checkThreadsMountNamespace(t testing.TB, pid int) {
+	t.Helper()
+	want, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/ns/mnt", pid))
+		for _, f := range tasks {
+			if got, err := os.Readlink(f); err == nil && got != want {
+				t.Errorf("agent thread %s is in mount namespace %s, not the agent's %s", f, got, want)
+			}
+		}
+	})
 }
 
 // buildBusyboxRootfs makes a root filesystem of busybox and its applets.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"time"
 
@@ -30,6 +31,17 @@ import (
 	"github.com/uvmgcs/gcs/internal/log"
 	"github.com/uvmgcs/gcs/transport"
 )
+
+// init keeps the main thread, the thread-group leader, for the main
+// goroutine alone. libcontainer runs helpers on locked threads that join a
+// container's mount namespace and return without unlocking, so that the Go
+// runtime ends the thread; the runtime cannot end the main thread and parks
+// it instead, for good, in that namespace: the container's mounts stay
+// alive with it and /proc/<agent>/mountinfo shows them. The guest network
+// code's namespace threads are kept off the main thread the same way.
+func init() {
+	goruntime.LockOSThread()
+}
 
 type options struct {
 	transport string
