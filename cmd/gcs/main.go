@@ -106,7 +106,7 @@ func run(o options) error {
 
 	// Storage outlives the containers: their root filesystems are its mounts.
 	st, err := storage.New(storage.Config{SysRoot: "/sys", DevRoot: "/dev",
-		AllowedRoots: []string{"/run/layers", "/run/mounts", o.stateRoot}})
+		AllowedRoots: []string{"/run/layers", "/run/mounts", o.stateRoot}, Dialer: dialer})
 	if err != nil {
 		return err
 	}

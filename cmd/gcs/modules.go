@@ -34,6 +34,10 @@ func modulesFor(req protocol.ModificationRequest) []string {
 	case protocol.ResourceNetwork:
 		return []string{"virtio_net"}
 	case protocol.ResourceMappedDirectory:
+		var d protocol.MappedDirectory
+		if json.Unmarshal(req.Settings, &d) == nil && d.Port != 0 {
+			return []string{"9pnet_fd", "9p"}
+		}
 		return []string{"9pnet_virtio", "9p", "virtiofs"}
 	}
 	return nil

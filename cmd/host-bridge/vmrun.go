@@ -52,13 +52,19 @@ func vmRunMain(args []string) (int, error) {
 	tty := fs.Bool("t", false, "allocate a terminal")
 	interactive := fs.Bool("i", false, "keep stdin open")
 	scratchMiB := fs.Int64("scratch", 256, "scratch disk size in MiB")
+	var volumeFlags multiFlag
+	fs.Var(&volumeFlags, "v", "HOST:GUEST[:ro]: share the host directory into the container at GUEST (9p over the agent channel; repeatable)")
 	vf := addVMFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2, usageError{err}
 	}
 	argv := fs.Args()
 	if len(argv) == 0 {
-		return 2, usageError{errors.New("run: no command given (host-bridge run [--image DIR|TAR] -- cmd args)")}
+		return 2, usageError{errors.New("run: no command given (host-bridge run [--image DIR|TAR] [-v HOST:GUEST[:ro]] -- cmd args)")}
+	}
+	volumes, err := parseVolumes(volumeFlags)
+	if err != nil {
+		return 2, err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -107,8 +113,15 @@ func vmRunMain(args []string) (int, error) {
 	if err != nil {
 		return 1, fmt.Errorf("mount the image in the VM: %w", err)
 	}
-	c, err := gc.CreateContainer(ctx, id, host.DefaultSpec(root, argv, *tty))
+	spec := host.DefaultSpec(root, argv, *tty)
+	unshare, err := shareVolumes(ctx, gc, id, volumes, spec)
 	if err != nil {
+		unmount(context.WithoutCancel(ctx))
+		return 1, err
+	}
+	c, err := gc.CreateContainer(ctx, id, spec)
+	if err != nil {
+		unshare(context.WithoutCancel(ctx))
 		unmount(context.WithoutCancel(ctx))
 		return 1, err
 	}
@@ -119,6 +132,7 @@ func vmRunMain(args []string) (int, error) {
 	p, err := c.CreateProcess(ctx, params)
 	if err != nil {
 		c.Delete(context.WithoutCancel(ctx))
+		unshare(context.WithoutCancel(ctx))
 		unmount(context.WithoutCancel(ctx))
 		return 1, err
 	}
@@ -129,6 +143,9 @@ func vmRunMain(args []string) (int, error) {
 	defer ccancel()
 	if derr := c.Delete(cctx); derr != nil {
 		vf.progress("delete container: %v", derr)
+	}
+	if serr := unshare(cctx); serr != nil {
+		vf.progress("release the volumes: %v", serr)
 	}
 	if uerr := unmount(cctx); uerr != nil {
 		vf.progress("unmount the image: %v", uerr)

@@ -1,7 +1,7 @@
 // Package storage owns the guest's storage resources as the host modifies
 // them on the utility VM: it decodes each ModifySettings request and hands
 // it to the package that owns that kind (scsi for disks, pmem for VPMem
-// layers, overlay for combined layers), all recording their mounts in one
+// layers, overlay for combined layers, share for 9p shares), all recording their mounts in one
 // reference-counted table so shutdown can unwind them in order.
 package storage
 
@@ -20,6 +20,7 @@ import (
 	"github.com/uvmgcs/gcs/guest/storage/share"
 	"github.com/uvmgcs/gcs/internal/log"
 	"github.com/uvmgcs/gcs/protocol"
+	"github.com/uvmgcs/gcs/transport"
 )
 
 // Config says where the Manager finds devices and where it may mount.
@@ -38,6 +39,9 @@ type Config struct {
 	// DeviceTimeout bounds the wait for a disk or a VPMem device to
 	// appear (scsi.DefaultTimeout and pmem.DefaultTimeout if 0).
 	DeviceTimeout time.Duration
+	// Dialer reaches the host's ports: a MappedDirectory with a Port is
+	// 9p over a connection to it (nil: such shares are refused).
+	Dialer transport.Dialer
 }
 
 // Manager serves ModifySettings for storage on the utility VM. It is safe
@@ -83,7 +87,7 @@ func New(cfg Config) (*Manager, error) {
 		table:  table,
 		disks:  scsi.NewDisksWithMapper(loc, table, mapper),
 		pmem:   pmem.New(pmemLoc, mapper, table),
-		shares: share.New(table),
+		shares: share.New(table, cfg.Dialer),
 		layers: overlay.NewLayers(table),
 	}, nil
 }

@@ -21,7 +21,7 @@ type result struct {
 	code           int
 }
 
-func run(t *testing.T, gc *host.GuestConnection, args ...string) result {
+func run(t testing.TB, gc *host.GuestConnection, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -32,7 +32,7 @@ func run(t *testing.T, gc *host.GuestConnection, args ...string) result {
 	return collect(t, p)
 }
 
-func collect(t *testing.T, p *host.Process) result {
+func collect(t testing.TB, p *host.Process) result {
 	t.Helper()
 	defer p.Close()
 	var out, errOut bytes.Buffer

@@ -2,7 +2,6 @@ package vm
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -55,8 +54,5 @@ func TestVMMappedDirectory(t *testing.T) {
 		if err := gc.RemoveMappedDirectory(ctx, d); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := gc.AddMappedDirectory(ctx, protocol.MappedDirectory{ShareName: "x", Port: 5, MountPath: "/run/mounts/p"}); !errors.Is(err, protocol.HrNotImpl) {
-		t.Fatalf("a 9p-over-port share: %v, want not implemented", err)
 	}
 }
