@@ -113,12 +113,15 @@ func TestServeReadWrite(t *testing.T) {
 	for what, err := range map[string]error{
 		"open for writing": func() error { _, _, err := walk(t, rot, "hello").Open(p9.WriteOnly); return err }(),
 		"truncate":         func() error { _, _, err := walk(t, rot, "hello").Open(p9.ReadOnly | 01000); return err }(),
-		"create":           func() error { _, _, _, err := walk(t, rot).Create("x", p9.WriteOnly, 0o644, p9.NoUID, p9.NoGID); return err }(),
-		"mkdir":            func() error { _, err := walk(t, rot).Mkdir("x", 0o755, p9.NoUID, p9.NoGID); return err }(),
-		"unlink":           walk(t, rot).UnlinkAt("hello", 0),
-		"rename":           walk(t, rot).RenameAt("hello", walk(t, rot), "x"),
-		"setattr":          walk(t, rot, "hello").SetAttr(p9.SetAttrMask{Size: true}, p9.SetAttr{}),
-		"symlink":          func() error { _, err := walk(t, rot).Symlink("hello", "x", p9.NoUID, p9.NoGID); return err }(),
+		"create": func() error {
+			_, _, _, err := walk(t, rot).Create("x", p9.WriteOnly, 0o644, p9.NoUID, p9.NoGID)
+			return err
+		}(),
+		"mkdir":   func() error { _, err := walk(t, rot).Mkdir("x", 0o755, p9.NoUID, p9.NoGID); return err }(),
+		"unlink":  walk(t, rot).UnlinkAt("hello", 0),
+		"rename":  walk(t, rot).RenameAt("hello", walk(t, rot), "x"),
+		"setattr": walk(t, rot, "hello").SetAttr(p9.SetAttrMask{Size: true}, p9.SetAttr{}),
+		"symlink": func() error { _, err := walk(t, rot).Symlink("hello", "x", p9.NoUID, p9.NoGID); return err }(),
 	} {
 		if !isErrno(err, linux.EROFS) {
 			t.Errorf("%s on a read-only export: %v, want EROFS", what, err)
