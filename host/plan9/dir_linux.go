@@ -17,7 +17,10 @@ import (
 // An export is a host directory held open by an O_PATH descriptor: every
 // file of it is reached from that descriptor one name at a time, with
 // O_NOFOLLOW, so no path a guest names can leave the directory, whatever
-// symlinks it creates or renames it races.
+// symlinks it creates or renames it races. The guest opens regular files
+// and directories only (no host device, fifo or socket), creates no
+// device node, and sets no setuid or setgid bit (the p9 package keeps
+// only rwx and sticky from the modes it is sent).
 type export struct {
 	fd       int
 	readOnly bool
