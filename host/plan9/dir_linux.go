@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -56,7 +57,9 @@ type file struct {
 	fd       int      // O_PATH|O_NOFOLLOW
 	readOnly bool     // the export's
 	open     *os.File // after Open or Create
-	names    []string // a directory's entries, read at offset 0
+
+	dirMu sync.Mutex // a guest may read one directory fid concurrently
+	names []string   // a directory's entries, read at offset 0
 }
 
 var _ p9.File = (*file)(nil)
@@ -269,7 +272,6 @@ func (f *file) Open(mode p9.OpenFlags) (p9.QID, uint32, error) {
 		return p9.QID{}, 0, err
 	}
 	f.open = os.NewFile(uintptr(fd), "")
-	f.names = nil
 	return qidOf(&st), 0, nil
 }
 
@@ -440,6 +442,8 @@ func (f *file) Readdir(offset uint64, count uint32) (p9.Dirents, error) {
 	if f.open == nil {
 		return nil, linux.EBADF
 	}
+	f.dirMu.Lock()
+	defer f.dirMu.Unlock()
 	if offset == 0 || f.names == nil {
 		if _, err := f.open.Seek(0, io.SeekStart); err != nil {
 			return nil, err
