@@ -60,13 +60,20 @@ func (s *Shares) mountPort(ctx context.Context, d *protocol.MappedDirectory) (mo
 	}
 	// The kernel's end stays ours only until the mount: a handshake that
 	// outlives the deadline is cut by shutting the socket down.
-	stop := context.AfterFunc(ctx, func() { unix.Shutdown(int(kernelEnd.Fd()), unix.SHUT_RDWR) })
+	fd := int(kernelEnd.Fd())
+	cut := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(cut)
+		unix.Shutdown(fd, unix.SHUT_RDWR)
+	})
 	source := d.ShareName
 	if source == "" {
 		source = "9p"
 	}
-	err = unix.Mount(source, d.MountPath, "9p", flags(d), options(int(kernelEnd.Fd()), d.ShareName))
-	stop()
+	err = unix.Mount(source, d.MountPath, "9p", flags(d), options(fd, d.ShareName))
+	if !stop() {
+		<-cut // the descriptor is closed only once nothing shuts it down
+	}
 	kernelEnd.Close()
 	if err != nil {
 		if relay != nil {
