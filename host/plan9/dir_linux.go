@@ -303,11 +303,20 @@ func (f *file) FSync() error {
 	return f.open.Sync()
 }
 
-// owned gives what a guest created the owner it asked for (the host's
-// server runs as root; a non-root one keeps its own).
+// owned gives what a guest created the owner it named (the server runs as
+// root; a non-root one keeps its own). Linux guests name the group only:
+// the p9 package does not pass on the user a connection attached as, so
+// the owner is the server's user.
 func (f *file) owned(name string, uid p9.UID, gid p9.GID) {
-	if os.Geteuid() == 0 && uid.Ok() && gid.Ok() {
-		unix.Fchownat(f.fd, name, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW)
+	u, g := -1, -1
+	if uid.Ok() {
+		u = int(uid)
+	}
+	if gid.Ok() {
+		g = int(gid)
+	}
+	if os.Geteuid() == 0 && (u >= 0 || g >= 0) {
+		unix.Fchownat(f.fd, name, u, g, unix.AT_SYMLINK_NOFOLLOW)
 	}
 }
 

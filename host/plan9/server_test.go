@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/hugelgupf/p9/linux"
@@ -81,8 +82,12 @@ func TestServeReadWrite(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(rw, "out")); string(b) != "written" {
 		t.Fatalf("host sees %q", b)
 	}
-	if _, err := walk(t, top).Mkdir("d", 0o755, p9.NoUID, p9.NoGID); err != nil {
+	if _, err := walk(t, top).Mkdir("d", 0o4755, p9.NoUID, 1234); err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(rw, "d")); err != nil || fi.Mode()&os.ModeSetuid != 0 ||
+		(os.Geteuid() == 0 && fi.Sys().(*syscall.Stat_t).Gid != 1234) {
+		t.Fatalf("mkdir with a group and setuid: %v, %v", fi.Mode(), err)
 	}
 	d := walk(t, top, "d")
 	if err := walk(t, top).RenameAt("out", d, "moved"); err != nil {
