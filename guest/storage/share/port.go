@@ -110,10 +110,9 @@ func kernelFile(c net.Conn) (*os.File, *relay, error) {
 		return nil, nil, fmt.Errorf("socket pair for 9p relay: %w", err)
 	}
 	kernelEnd := os.NewFile(uintptr(fds[0]), "9p-kernel")
-	ours, err := net.FileConn(os.NewFile(uintptr(fds[1]), "9p-relay"))
-	// FileConn duplicated fds[1]; its own copy is closed by the GC'd file
-	// or here.
-	unix.Close(fds[1])
+	relayEnd := os.NewFile(uintptr(fds[1]), "9p-relay")
+	ours, err := net.FileConn(relayEnd) // a duplicate of relayEnd's descriptor
+	relayEnd.Close()
 	if err != nil {
 		kernelEnd.Close()
 		return nil, nil, fmt.Errorf("9p relay: %w", err)
