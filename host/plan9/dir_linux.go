@@ -23,8 +23,10 @@ import (
 // device node, and sets no setuid or setgid bit (the p9 package keeps
 // only rwx and sticky from the modes it is sent).
 type export struct {
-	fd       int
 	readOnly bool
+
+	mu sync.Mutex // fd is closed once, never while it is duplicated
+	fd int        // -1 once closed
 }
 
 func openExport(dir string, readOnly bool) (*export, error) {
@@ -35,10 +37,22 @@ func openExport(dir string, readOnly bool) (*export, error) {
 	return &export{fd: fd, readOnly: readOnly}, nil
 }
 
-func (e *export) close() { unix.Close(e.fd) }
+func (e *export) close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.fd >= 0 {
+		unix.Close(e.fd)
+		e.fd = -1
+	}
+}
 
 // attach returns a file for the export's top directory.
 func (e *export) attach() (*file, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.fd < 0 {
+		return nil, linux.ENOENT
+	}
 	fd, err := dupFD(e.fd)
 	if err != nil {
 		return nil, err

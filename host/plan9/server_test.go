@@ -272,3 +272,24 @@ func TestExportNames(t *testing.T) {
 		t.Error("an export name taken twice")
 	}
 }
+
+// TestUnexport: an attached guest keeps its files; a new attach fails.
+func TestUnexport(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f"), []byte("x"), 0o644)
+	s := New()
+	defer s.Close()
+	s.Export("d", dir, false)
+	cl := serve(t, s)
+	top, err := cl.Attach("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Unexport("d")
+	if _, _, err := top.Walk([]string{"f"}); err != nil {
+		t.Fatalf("walk after unexport: %v", err)
+	}
+	if _, err := cl.Attach("d"); !isErrno(err, linux.ENOENT) {
+		t.Fatalf("attach after unexport: %v", err)
+	}
+}
