@@ -125,6 +125,9 @@ func TestSetup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ep.Release(ctx)
+	if got := cnitest.Plumbing(t, pod.NetNS); len(got) != 5 {
+		t.Errorf("after Setup the pod namespace holds %q, want a tap, two ingress qdiscs and two filters", got)
+	}
 
 	c := ep.Config
 	if c.MAC.String() != veth.Attrs().HardwareAddr.String() || c.MTU != 1400 {
@@ -170,33 +173,13 @@ func TestSetup(t *testing.T) {
 	assertClean(t, pod.NetNS)
 }
 
-// assertClean checks that the pod namespace holds no tap and that eth0 has
-// no ingress qdisc or filter.
+// assertClean checks that the pod namespace holds no tap, qdisc or filter
+// of ours.
 func assertClean(t *testing.T, ns string) {
 	t.Helper()
-	cnitest.Do(t, ns, func() error {
-		if _, err := netlink.LinkByName(podnet.DefaultTap); err == nil {
-			t.Errorf("tap %s is still there", podnet.DefaultTap)
-		}
-		l, err := netlink.LinkByName("eth0")
-		if err != nil {
-			return err
-		}
-		qs, err := netlink.QdiscList(l)
-		if err != nil {
-			return err
-		}
-		for _, q := range qs {
-			if q.Type() == "ingress" {
-				t.Errorf("eth0 still has %v", q)
-			}
-		}
-		fs, err := netlink.FilterList(l, netlink.HANDLE_MIN_INGRESS)
-		if err == nil && len(fs) > 0 {
-			t.Errorf("eth0 still has filters %v", fs)
-		}
-		return nil
-	})
+	if left := cnitest.Plumbing(t, ns); len(left) > 0 {
+		t.Errorf("left in the pod namespace: %q", left)
+	}
 }
 
 // TestRelease: Release of a namespace that is gone succeeds, and Teardown

@@ -266,3 +266,40 @@ func Listen(tb testing.TB, nsPath, network, addr string) net.Listener {
 	tb.Cleanup(func() { l.Close() })
 	return l
 }
+
+// Plumbing describes what a pod namespace holds beyond CNI's own: tap
+// devices, ingress qdiscs and their filters. Empty means clean.
+func Plumbing(tb testing.TB, nsPath string) []string {
+	tb.Helper()
+	var found []string
+	Do(tb, nsPath, func() error {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return err
+		}
+		for _, l := range links {
+			name := l.Attrs().Name
+			if l.Type() == "tuntap" {
+				found = append(found, "tap "+name)
+			}
+			qs, err := netlink.QdiscList(l)
+			if err != nil {
+				return err
+			}
+			for _, q := range qs {
+				if q.Type() == "ingress" {
+					found = append(found, "ingress qdisc on "+name)
+				}
+			}
+			fs, err := netlink.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+			if err != nil {
+				continue // no ingress qdisc to list filters of
+			}
+			for _, f := range fs {
+				found = append(found, fmt.Sprintf("%s filter on %s", f.Type(), name))
+			}
+		}
+		return nil
+	})
+	return found
+}

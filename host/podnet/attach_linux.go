@@ -1,0 +1,147 @@
+package podnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/google/uuid"
+
+	"github.com/uvmgcs/gcs/host/vm"
+	"github.com/uvmgcs/gcs/host/vm/qemu"
+	"github.com/uvmgcs/gcs/internal/log"
+	"github.com/uvmgcs/gcs/protocol"
+)
+
+// Guest is the agent's side of a pod network; *host.GuestConnection is one.
+type Guest interface {
+	AddNetworkNamespace(ctx context.Context, id string) error
+	RemoveNetworkNamespace(ctx context.Context, id string) error
+	AddNetworkAdapter(ctx context.Context, a protocol.NetworkAdapter) error
+	RemoveNetworkAdapter(ctx context.Context, a protocol.NetworkAdapter) error
+}
+
+// NICs hot-plugs NICs on taps; *qemu.VM is one.
+type NICs interface {
+	AddTapNIC(ctx context.Context, n qemu.TapNIC) error
+	RemoveTapNIC(ctx context.Context, mac string) error
+}
+
+// AttachOptions say how a pod network appears in the guest.
+type AttachOptions struct {
+	Options
+	// NamespaceID is the guest network namespace (a GUID) the pod's
+	// containers join (spec.Windows.Network.NetworkNamespace);
+	// NamespaceID(nsPath) if empty.
+	NamespaceID string
+	// AdapterID names the guest adapter (a GUID); derived from the
+	// namespace and interface if empty.
+	AdapterID string
+	// DNS is the resolver configuration of the guest namespace.
+	DNS DNS
+}
+
+// idSpace scopes the GUIDs this package derives.
+var idSpace = uuid.MustParse("5b0c43e1-8f4b-4b8e-9e0a-3c6a2f1d7c10")
+
+// NamespaceID derives a guest network namespace id (a GUID) from key, e.g.
+// a pod sandbox id or its namespace path: the same key, the same id.
+func NamespaceID(key string) string { return uuid.NewSHA1(idSpace, []byte(key)).String() }
+
+// Attachment is a pod network namespace attached to a VM: the redirects
+// and tap in the pod's namespace, the VM's NIC on the tap, and the guest
+// adapter in its namespace.
+type Attachment struct {
+	Endpoint *Endpoint
+	Adapter  protocol.NetworkAdapter // as sent to the guest
+
+	g    Guest
+	nics NICs
+
+	mu       sync.Mutex
+	released bool
+	err      error
+}
+
+// Attach connects the VM to the pod network CNI set up in the namespace at
+// nsPath: Setup there, a NIC on the tap with the pod interface's MAC and
+// MTU, and the guest's NetworkNamespace and Network requests giving the
+// adapter the pod's addresses and routes. On error nothing is left.
+func Attach(ctx context.Context, g Guest, nics NICs, nsPath string, o AttachOptions) (_ *Attachment, retErr error) {
+	if o.NamespaceID == "" {
+		o.NamespaceID = NamespaceID(nsPath)
+	}
+	ep, err := Setup(ctx, nsPath, o.Options)
+	if err != nil {
+		return nil, err
+	}
+	if o.AdapterID == "" {
+		o.AdapterID = NamespaceID(o.NamespaceID + "/" + ep.Interface)
+	}
+	at := &Attachment{Endpoint: ep, Adapter: ep.Config.Adapter(o.NamespaceID, o.AdapterID, o.DNS), g: g, nics: nics}
+	undo := context.WithoutCancel(ctx)
+	defer func() {
+		if retErr != nil {
+			ep.Release(undo)
+		}
+	}()
+	mac := at.Adapter.MacAddress
+	if err := nics.AddTapNIC(ctx, qemu.TapNIC{Tap: ep.TapFile(), MAC: mac, MTU: ep.Config.MTU}); err != nil {
+		return nil, fmt.Errorf("attach pod network %s: %w", nsPath, err)
+	}
+	if err := ep.CloseTap(); err != nil {
+		log.G(ctx).WithError(err).Warn("close the tap after handing it to the VM")
+	}
+	err = g.AddNetworkNamespace(ctx, o.NamespaceID)
+	if err == nil {
+		err = g.AddNetworkAdapter(ctx, at.Adapter)
+	}
+	if err != nil {
+		if rerr := g.RemoveNetworkNamespace(undo, o.NamespaceID); rerr != nil {
+			log.G(ctx).WithError(rerr).Warn("remove the guest network namespace after a failed attach")
+		}
+		if rerr := nics.RemoveTapNIC(undo, mac); rerr != nil {
+			log.G(ctx).WithError(rerr).Warn("remove the NIC after a failed attach")
+		}
+		return nil, fmt.Errorf("attach pod network %s: configure the guest adapter: %w", nsPath, err)
+	}
+	log.G(ctx).WithField("netns", nsPath).WithField("guest-netns", o.NamespaceID).WithField("mac", mac).Info("pod network attached")
+	return at, nil
+}
+
+// Release undoes Attach: the guest adapter returns from its namespace, the
+// NIC is unplugged (QEMU closes the tap), the redirects and the tap go,
+// and the guest namespace with them. Every step runs even when one fails;
+// a VM that has stopped or a pod namespace that is gone is no error. It
+// is safe to call more than once; later calls return the first's result.
+func (at *Attachment) Release(ctx context.Context) error {
+	at.mu.Lock()
+	defer at.mu.Unlock()
+	if at.released {
+		return at.err
+	}
+	at.released = true
+	var guestErrs, errs []error
+	if err := at.g.RemoveNetworkAdapter(ctx, at.Adapter); err != nil {
+		guestErrs = append(guestErrs, fmt.Errorf("remove the guest adapter: %w", err))
+	}
+	err := at.nics.RemoveTapNIC(ctx, at.Adapter.MacAddress)
+	vmGone := errors.Is(err, vm.ErrNotRunning)
+	if err != nil && !vmGone {
+		errs = append(errs, fmt.Errorf("remove the NIC: %w", err))
+	}
+	if err := at.Endpoint.Release(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := at.g.RemoveNetworkNamespace(ctx, at.Adapter.NamespaceID); err != nil {
+		guestErrs = append(guestErrs, fmt.Errorf("remove the guest network namespace: %w", err))
+	}
+	if !vmGone { // a stopped VM took its guest state with it
+		errs = append(guestErrs, errs...)
+	}
+	if at.err = errors.Join(errs...); at.err != nil {
+		at.err = fmt.Errorf("release pod network %s: %w", at.Endpoint.NetNS, at.err)
+	}
+	return at.err
+}
