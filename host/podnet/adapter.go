@@ -5,8 +5,17 @@ import (
 	"net"
 	"strings"
 
+	"github.com/google/uuid"
+
 	"github.com/uvmgcs/gcs/protocol"
 )
+
+// idSpace scopes the GUIDs this package derives.
+var idSpace = uuid.MustParse("5b0c43e1-8f4b-4b8e-9e0a-3c6a2f1d7c10")
+
+// NamespaceID derives a guest network namespace id (a GUID) from key, e.g.
+// a pod sandbox id or its namespace path: the same key, the same id.
+func NamespaceID(key string) string { return uuid.NewSHA1(idSpace, []byte(key)).String() }
 
 // Route is one route of the pod's interface that the guest adapter must
 // carry as well.

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/google/uuid"
-
 	"github.com/uvmgcs/gcs/host/vm"
 	"github.com/uvmgcs/gcs/host/vm/qemu"
 	"github.com/uvmgcs/gcs/internal/log"
@@ -41,13 +39,6 @@ type AttachOptions struct {
 	// DNS is the resolver configuration of the guest namespace.
 	DNS DNS
 }
-
-// idSpace scopes the GUIDs this package derives.
-var idSpace = uuid.MustParse("5b0c43e1-8f4b-4b8e-9e0a-3c6a2f1d7c10")
-
-// NamespaceID derives a guest network namespace id (a GUID) from key, e.g.
-// a pod sandbox id or its namespace path: the same key, the same id.
-func NamespaceID(key string) string { return uuid.NewSHA1(idSpace, []byte(key)).String() }
 
 // Attachment is a pod network namespace attached to a VM: the redirects
 // and tap in the pod's namespace, the VM's NIC on the tap, and the guest

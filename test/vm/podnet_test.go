@@ -51,6 +51,12 @@ func TestVMPodNetwork(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
+	// An adapter the guest refuses fails the attach and leaves nothing.
+	if _, err := podnet.Attach(ctx, gc, m.m, pod.NetNS, podnet.AttachOptions{DNS: podnet.DNS{Servers: []string{"not-an-address"}}}); err == nil {
+		t.Fatal("attach with a DNS server that is no address succeeded")
+	}
+	assertNoPodNIC(t, m, pod.NetNS)
+
 	t0 := time.Now()
 	at, err := podnet.Attach(ctx, gc, m.m, pod.NetNS, podnet.AttachOptions{
 		DNS: podnet.DNS{Servers: []string{"10.99.0.53"}, Search: []string{"pod.test"}},
@@ -134,13 +140,51 @@ func TestVMPodNetwork(t *testing.T) {
 		t.Fatalf("release: %v", err)
 	}
 	t.Logf("release: %v", time.Since(t0))
+	assertNoPodNIC(t, m, pod.NetNS)
+	if r := run(t, gc, "sh", "-c", "cat /sys/class/net/*/address"); strings.Contains(r.stdout, mac) {
+		t.Errorf("the guest still has %s:\n%s", mac, r.stdout)
+	}
+}
+
+// assertNoPodNIC checks that neither the pod namespace nor QEMU holds
+// anything of an attach.
+func assertNoPodNIC(t *testing.T, m *machine, ns string) {
+	t.Helper()
+	if left := cnitest.Plumbing(t, ns); len(left) > 0 {
+		t.Errorf("left in the pod namespace: %q", left)
+	}
+	ids, err := m.m.Netdevs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if strings.HasPrefix(id, "tap-") {
+			t.Errorf("QEMU still has netdev %s", id)
+		}
+	}
+}
+
+// TestVMPodNetworkVMGone: a pod network whose VM stopped, and whose
+// namespace then went, releases cleanly.
+func TestVMPodNetworkVMGone(t *testing.T) {
+	n := cnitest.NewNetwork(t, cnitest.Options{})
+	pod := n.AddPod(t)
+	m := boot(t, "")
+	defer m.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	at, err := podnet.Attach(ctx, m.gc(), m.m, pod.NetNS, podnet.AttachOptions{})
+	if err != nil {
+		t.Fatalf("attach: %v\nconsole:\n%s", err, m.console)
+	}
+	m.close()
+	if err := at.Release(ctx); err != nil {
+		t.Errorf("release after the VM stopped: %v", err)
+	}
 	if left := cnitest.Plumbing(t, pod.NetNS); len(left) > 0 {
 		t.Errorf("left in the pod namespace: %q", left)
 	}
-	if ids, err := m.m.Netdevs(ctx); err != nil || slices.Contains(ids, netdev) {
-		t.Errorf("QEMU's netdevs after release %q (%v)", ids, err)
-	}
-	if r := run(t, gc, "sh", "-c", "cat /sys/class/net/*/address"); strings.Contains(r.stdout, mac) {
-		t.Errorf("the guest still has %s:\n%s", mac, r.stdout)
+	if err := podnet.Teardown(ctx, pod.NetNS+"-gone", podnet.Options{}); err != nil {
+		t.Errorf("teardown of a namespace that is gone: %v", err)
 	}
 }
