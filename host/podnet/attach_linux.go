@@ -101,6 +101,17 @@ func Attach(ctx context.Context, g Guest, nics NICs, nsPath string, o AttachOpti
 	return at, nil
 }
 
+// Reopen returns the Attachment that Attach made of the namespace at
+// nsPath with adapter (Attachment.Adapter, kept by its caller) and o, for
+// a process that did not make it (a restarted shim) to Release.
+func Reopen(g Guest, nics NICs, nsPath string, adapter protocol.NetworkAdapter, o Options) (*Attachment, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("pod network %s: %w", nsPath, err)
+	}
+	return &Attachment{Endpoint: &Endpoint{NetNS: nsPath, Options: o}, Adapter: adapter, g: g, nics: nics}, nil
+}
+
 // Release undoes Attach: the guest adapter returns from its namespace, the
 // NIC is unplugged (QEMU closes the tap), the redirects and the tap go,
 // and the guest namespace with them. Every step runs even when one fails;

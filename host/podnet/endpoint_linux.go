@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -76,8 +77,11 @@ const tapFlags = netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR | netlink.TUNTAP
 // tap) is refused; on error nothing is left.
 func Setup(ctx context.Context, nsPath string, o Options) (*Endpoint, error) {
 	o, err := o.withDefaults()
+	if err == nil && !filepath.IsAbs(nsPath) {
+		err = errors.New("the namespace path must be absolute")
+	}
 	if err != nil {
-		return nil, fmt.Errorf("pod network %s: %w", nsPath, err)
+		return nil, fmt.Errorf("pod network %q: %w", nsPath, err)
 	}
 	e := &Endpoint{NetNS: nsPath, Options: o}
 	err = netnsrun.Run(nsPath, func() error {

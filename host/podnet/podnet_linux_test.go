@@ -227,6 +227,9 @@ func TestSetupErrors(t *testing.T) {
 			t.Errorf("Setup with %+v succeeded", o)
 		}
 	}
+	if _, err := podnet.Setup(ctx, "var/run/netns/relative", podnet.Options{}); err == nil {
+		t.Error("Setup of a relative path succeeded")
+	}
 	if _, err := podnet.Setup(ctx, "/var/run/netns/uvmgcs-no-such-ns", podnet.Options{}); err == nil {
 		t.Error("Setup of a missing namespace succeeded")
 	}

@@ -135,14 +135,22 @@ func TestVMPodNetwork(t *testing.T) {
 		}
 	}
 
+	// Released as a restarted shim would: from what it kept.
+	again, err := podnet.Reopen(gc, m.m, pod.NetNS, at.Adapter, at.Endpoint.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t0 = time.Now()
-	if err := at.Release(ctx); err != nil {
+	if err := again.Release(ctx); err != nil {
 		t.Fatalf("release: %v", err)
 	}
 	t.Logf("release: %v", time.Since(t0))
 	assertNoPodNIC(t, m, pod.NetNS)
 	if r := run(t, gc, "sh", "-c", "cat /sys/class/net/*/address"); strings.Contains(r.stdout, mac) {
 		t.Errorf("the guest still has %s:\n%s", mac, r.stdout)
+	}
+	if err := at.Release(ctx); err != nil {
+		t.Errorf("a second release: %v", err)
 	}
 }
 
