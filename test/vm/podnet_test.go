@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/uvmgcs/gcs/host"
 	"github.com/uvmgcs/gcs/host/podnet"
 	"github.com/uvmgcs/gcs/host/podnet/cnitest"
 	"github.com/uvmgcs/gcs/protocol"
@@ -40,7 +37,7 @@ func httpGet(t *testing.T, ns, url string) string {
 // TestVMPodNetwork: a pod network made by Debian's CNI plugins, as
 // containerd's CRI plugin makes one, attached to a running VM: the guest
 // adapter has the pod's MAC, MTU, address, route and DNS; an HTTP server
-// in a container of the pod answers from the node's side of the bridge by
+// in the guest's pod namespace answers from the node's side of the bridge by
 // the pod IP and through a portmap host port; after Release nothing is
 // left in the pod namespace, in QEMU or in the guest.
 func TestVMPodNetwork(t *testing.T) {
@@ -72,56 +69,23 @@ func TestVMPodNetwork(t *testing.T) {
 		t.Fatalf("QEMU's netdevs %q (%v), want %s", ids, err, netdev)
 	}
 
-	layerImg, scratchImg := images(t)
-	ld, err := m.m.AddSCSIDisk(ctx, layerImg, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sd, err := m.m.AddSCSIDisk(ctx, scratchImg, false)
+	// The server runs in the guest's pod namespace, as a pod's containers
+	// would (TestVMNetwork shows a container joining one).
+	inPod := `ns=$(awk '$3 == "nsfs" && $2 ~ /` + at.Adapter.NamespaceID + `$/ {print $2; exit}' /proc/mounts); [ -n "$ns" ] || exit 9; `
+	srv, err := gc.CreateProcess(ctx, &protocol.ProcessParameters{CommandArgs: []string{"sh", "-c", inPod +
+		"mkdir -p /tmp/www && echo hello from the pod >/tmp/www/index.html && exec nsenter --net=$ns httpd -f -p 80 -h /tmp/www"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
-		for _, d := range []struct{ c, l uint8 }{{ld.Controller, ld.LUN}, {sd.Controller, sd.LUN}} {
-			gc.RemoveSCSIDevice(ctx, d.c, d.l)
-		}
-		m.m.RemoveSCSIDisk(ctx, ld)
-		m.m.RemoveSCSIDisk(ctx, sd)
+		srv.Kill(ctx)
+		srv.Wait()
+		srv.Close()
 	}()
-	root := host.GuestBundleRoot + "/vmpod/rootfs"
-	unmount, err := gc.MountLayerStack(ctx, []protocol.MappedVirtualDisk{{Controller: ld.Controller, Lun: ld.LUN}},
-		&protocol.MappedVirtualDisk{Controller: sd.Controller, Lun: sd.LUN}, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unmount(ctx)
-	spec := host.DefaultSpec(root, []string{"sh", "-c", "mkdir -p /www && echo hello from the pod >/www/index.html && exec httpd -f -p 80 -h /www"}, false)
-	spec.Windows = &specs.Windows{Network: &specs.WindowsNetwork{NetworkNamespace: at.Adapter.NamespaceID}}
-	c, err := gc.CreateContainer(ctx, "vmpod", spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	init, err := c.CreateProcess(ctx, &protocol.ProcessParameters{})
-	if err != nil {
-		t.Fatalf("start: %v\nconsole:\n%s", err, m.console)
-	}
-	defer func() {
-		init.Signal(ctx, 9)
-		c.Wait()
-		if err := c.Delete(ctx); err != nil {
-			t.Errorf("delete: %v", err)
-		}
-	}()
-
-	p, err := c.Exec(ctx, &specs.Process{Args: []string{"sh", "-c",
-		"for i in /sys/class/net/*; do echo ${i##*/} $(cat $i/address) $(cat $i/mtu); done; ip -o -4 addr show; ip -4 route; cat /etc/resolv.conf"},
-		Cwd: "/", Env: []string{"PATH=/bin"}}, &protocol.ProcessParameters{CreateStdOutPipe: true, CreateStdErrPipe: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := collect(t, p)
+	r := run(t, gc, "sh", "-c", inPod+"nsenter --net=$ns sh -c "+
+		`'ip -o link show eth0; ip -o -4 addr show; ip -4 route'; cat $ns.resolv.conf`)
 	t.Logf("the pod's network in the guest:\n%s", r.stdout)
-	for _, want := range []string{" " + mac + " 1400\n", " " + pod.IP.String() + "/24 ", "default via 10.99.0.1 ", "nameserver 10.99.0.53", "search pod.test"} {
+	for _, want := range []string{" mtu 1400 ", "link/ether " + mac + " ", " " + pod.IP.String() + "/24 ", "default via 10.99.0.1 ", "nameserver 10.99.0.53", "search pod.test"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("the pod's network in the guest lacks %q:\n%s%s", want, r.stdout, r.stderr)
 		}
@@ -134,6 +98,9 @@ func TestVMPodNetwork(t *testing.T) {
 			t.Errorf("GET %s = %q", url, got)
 		}
 	}
+
+	srv.Kill(ctx)
+	srv.Wait()
 
 	// Released as a restarted shim would: from what it kept.
 	again, err := podnet.Reopen(gc, m.m, pod.NetNS, at.Adapter, at.Endpoint.Options)
