@@ -24,6 +24,8 @@ type Guest interface {
 type NICs interface {
 	AddTapNIC(ctx context.Context, n qemu.TapNIC) error
 	RemoveTapNIC(ctx context.Context, mac string) error
+	// Done is closed when the VM has stopped.
+	Done() <-chan struct{}
 }
 
 // AttachOptions say how a pod network appears in the guest.
@@ -47,19 +49,55 @@ type Attachment struct {
 	Endpoint *Endpoint
 	Adapter  protocol.NetworkAdapter // as sent to the guest
 
-	g    Guest
-	nics NICs
+	g      Guest
+	unplug func(context.Context) error
+	vmDone <-chan struct{}
 
 	mu       sync.Mutex
 	released bool
 	err      error
 }
 
+// Plug returns a function that plugs the VM into the tap: a NIC with the
+// pod interface's MAC and MTU on it (the VM takes over the tap and the
+// Endpoint's descriptor is closed). It returns the MAC and an unplug that
+// removes the NIC and then Releases the Endpoint; a VM that has stopped is
+// no error there. From the call on, the plug owns the Endpoint: a failed
+// plug releases it. Its form is what host/uvm's AddNIC takes.
+func (e *Endpoint) Plug(nics NICs) func(context.Context) (string, func(context.Context) error, error) {
+	return func(ctx context.Context) (string, func(context.Context) error, error) {
+		mac := e.Config.MAC.String()
+		if err := nics.AddTapNIC(ctx, qemu.TapNIC{Tap: e.TapFile(), MAC: mac, MTU: e.Config.MTU}); err != nil {
+			if rerr := e.Release(context.WithoutCancel(ctx)); rerr != nil {
+				err = fmt.Errorf("%w (and release the tap: %v)", err, rerr)
+			}
+			return "", nil, fmt.Errorf("pod network %s: %w", e.NetNS, err)
+		}
+		if err := e.CloseTap(); err != nil {
+			log.G(ctx).WithError(err).Warn("close the tap after handing it to the VM")
+		}
+		return mac, unplug(nics, e, mac), nil
+	}
+}
+
+// unplug removes the NIC with mac, then releases e.
+func unplug(nics NICs, e *Endpoint, mac string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		err := nics.RemoveTapNIC(ctx, mac)
+		if errors.Is(err, vm.ErrNotRunning) {
+			err = nil // the VM, and its end of the tap, are gone
+		} else if err != nil {
+			err = fmt.Errorf("remove the NIC: %w", err)
+		}
+		return errors.Join(err, e.Release(ctx))
+	}
+}
+
 // Attach connects the VM to the pod network CNI set up in the namespace at
-// nsPath: Setup there, a NIC on the tap with the pod interface's MAC and
-// MTU, and the guest's NetworkNamespace and Network requests giving the
-// adapter the pod's addresses and routes. On error nothing is left.
-func Attach(ctx context.Context, g Guest, nics NICs, nsPath string, o AttachOptions) (_ *Attachment, retErr error) {
+// nsPath: Setup there, a NIC on the tap (Plug), and the guest's
+// NetworkNamespace and Network requests giving the adapter the pod
+// interface's MAC, addresses and routes. On error nothing is left.
+func Attach(ctx context.Context, g Guest, nics NICs, nsPath string, o AttachOptions) (*Attachment, error) {
 	if o.NamespaceID == "" {
 		o.NamespaceID = NamespaceID(nsPath)
 	}
@@ -70,30 +108,23 @@ func Attach(ctx context.Context, g Guest, nics NICs, nsPath string, o AttachOpti
 	if o.AdapterID == "" {
 		o.AdapterID = NamespaceID(o.NamespaceID + "/" + ep.Interface)
 	}
-	at := &Attachment{Endpoint: ep, Adapter: ep.Config.Adapter(o.NamespaceID, o.AdapterID, o.DNS), g: g, nics: nics}
-	undo := context.WithoutCancel(ctx)
-	defer func() {
-		if retErr != nil {
-			ep.Release(undo)
-		}
-	}()
-	mac := at.Adapter.MacAddress
-	if err := nics.AddTapNIC(ctx, qemu.TapNIC{Tap: ep.TapFile(), MAC: mac, MTU: ep.Config.MTU}); err != nil {
-		return nil, fmt.Errorf("attach pod network %s: %w", nsPath, err)
+	at := &Attachment{Endpoint: ep, Adapter: ep.Config.Adapter(o.NamespaceID, o.AdapterID, o.DNS), g: g, vmDone: nics.Done()}
+	mac, unplug, err := ep.Plug(nics)(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if err := ep.CloseTap(); err != nil {
-		log.G(ctx).WithError(err).Warn("close the tap after handing it to the VM")
-	}
+	at.unplug = unplug
 	err = g.AddNetworkNamespace(ctx, o.NamespaceID)
 	if err == nil {
 		err = g.AddNetworkAdapter(ctx, at.Adapter)
 	}
 	if err != nil {
+		undo := context.WithoutCancel(ctx)
 		if rerr := g.RemoveNetworkNamespace(undo, o.NamespaceID); rerr != nil {
 			log.G(ctx).WithError(rerr).Warn("remove the guest network namespace after a failed attach")
 		}
-		if rerr := nics.RemoveTapNIC(undo, mac); rerr != nil {
-			log.G(ctx).WithError(rerr).Warn("remove the NIC after a failed attach")
+		if rerr := unplug(undo); rerr != nil {
+			log.G(ctx).WithError(rerr).Warn("unplug the NIC after a failed attach")
 		}
 		return nil, fmt.Errorf("attach pod network %s: configure the guest adapter: %w", nsPath, err)
 	}
@@ -109,14 +140,16 @@ func Reopen(g Guest, nics NICs, nsPath string, adapter protocol.NetworkAdapter, 
 	if err != nil {
 		return nil, fmt.Errorf("pod network %s: %w", nsPath, err)
 	}
-	return &Attachment{Endpoint: &Endpoint{NetNS: nsPath, Options: o}, Adapter: adapter, g: g, nics: nics}, nil
+	ep := &Endpoint{NetNS: nsPath, Options: o}
+	return &Attachment{Endpoint: ep, Adapter: adapter, g: g, unplug: unplug(nics, ep, adapter.MacAddress), vmDone: nics.Done()}, nil
 }
 
 // Release undoes Attach: the guest adapter returns from its namespace, the
 // NIC is unplugged (QEMU closes the tap), the redirects and the tap go,
 // and the guest namespace with them. Every step runs even when one fails;
-// a VM that has stopped or a pod namespace that is gone is no error. It
-// is safe to call more than once; later calls return the first's result.
+// a VM that has stopped (the guest's requests then fail) or a pod
+// namespace that is gone is no error. It is safe to call more than once;
+// later calls return the first's result.
 func (at *Attachment) Release(ctx context.Context) error {
 	at.mu.Lock()
 	defer at.mu.Unlock()
@@ -124,26 +157,21 @@ func (at *Attachment) Release(ctx context.Context) error {
 		return at.err
 	}
 	at.released = true
-	var guestErrs, errs []error
+	var guestErrs []error
 	if err := at.g.RemoveNetworkAdapter(ctx, at.Adapter); err != nil {
 		guestErrs = append(guestErrs, fmt.Errorf("remove the guest adapter: %w", err))
 	}
-	err := at.nics.RemoveTapNIC(ctx, at.Adapter.MacAddress)
-	vmGone := errors.Is(err, vm.ErrNotRunning)
-	if err != nil && !vmGone {
-		errs = append(errs, fmt.Errorf("remove the NIC: %w", err))
-	}
-	if err := at.Endpoint.Release(ctx); err != nil {
-		errs = append(errs, err)
-	}
+	err := at.unplug(ctx)
 	if err := at.g.RemoveNetworkNamespace(ctx, at.Adapter.NamespaceID); err != nil {
 		guestErrs = append(guestErrs, fmt.Errorf("remove the guest network namespace: %w", err))
 	}
-	if !vmGone { // a stopped VM took its guest state with it
-		errs = append(guestErrs, errs...)
+	select {
+	case <-at.vmDone: // a stopped VM took the guest's state with it
+	default:
+		err = errors.Join(append(guestErrs, err)...)
 	}
-	if at.err = errors.Join(errs...); at.err != nil {
-		at.err = fmt.Errorf("release pod network %s: %w", at.Endpoint.NetNS, at.err)
+	if err != nil {
+		at.err = fmt.Errorf("release pod network %s: %w", at.Endpoint.NetNS, err)
 	}
 	return at.err
 }

@@ -2,6 +2,7 @@ package vm
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/uvmgcs/gcs/host/podnet"
 	"github.com/uvmgcs/gcs/host/podnet/cnitest"
+	"github.com/uvmgcs/gcs/host/vm"
 	"github.com/uvmgcs/gcs/protocol"
 )
 
@@ -158,6 +160,18 @@ func TestVMPodNetworkVMGone(t *testing.T) {
 	}
 	if left := cnitest.Plumbing(t, pod.NetNS); len(left) > 0 {
 		t.Errorf("left in the pod namespace: %q", left)
+	}
+	// Plugging into a stopped VM fails and releases the tap it was given.
+	pod2 := n.AddPod(t)
+	ep, err := podnet.Setup(ctx, pod2.NetNS, podnet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ep.Plug(m.m)(ctx); !errors.Is(err, vm.ErrNotRunning) {
+		t.Errorf("plug into a stopped VM: %v", err)
+	}
+	if left := cnitest.Plumbing(t, pod2.NetNS); len(left) > 0 {
+		t.Errorf("a failed plug left in the pod namespace: %q", left)
 	}
 	if err := podnet.Teardown(ctx, pod.NetNS+"-gone", podnet.Options{}); err != nil {
 		t.Errorf("teardown of a namespace that is gone: %v", err)
