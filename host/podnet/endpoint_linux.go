@@ -96,6 +96,9 @@ func Setup(ctx context.Context, nsPath string, o Options) (*Endpoint, error) {
 		return err
 	})
 	if err != nil {
+		if e.tap != nil { // made, but the thread could not leave the namespace
+			e.Release(context.WithoutCancel(ctx))
+		}
 		return nil, fmt.Errorf("pod network %s: %w", nsPath, err)
 	}
 	log.G(ctx).WithField("netns", nsPath).WithField("tap", o.Tap).WithField("mac", e.Config.MAC.String()).Debug("pod network redirected to a tap")

@@ -2,12 +2,16 @@ package vm
 
 import (
 	"context"
+	"crypto/md5"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,12 +28,18 @@ func httpGet(t *testing.T, ns, url string) string {
 		return cnitest.Dial(t, ns, network, addr, 10*time.Second)
 	}}
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 20 * time.Second}).Get(url)
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	resp, err := client.Get(url)
+	// The server may still be starting in the guest.
+	for deadline := time.Now().Add(30 * time.Second); errors.Is(err, syscall.ECONNREFUSED) && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		resp, err = client.Get(url)
+	}
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: %s %q %v", url, resp.Status, b, err)
 	}
@@ -75,7 +85,7 @@ func TestVMPodNetwork(t *testing.T) {
 	// would (TestVMNetwork shows a container joining one).
 	inPod := `ns=$(awk '$3 == "nsfs" && $2 ~ /` + at.Adapter.NamespaceID + `$/ {print $2; exit}' /proc/mounts); [ -n "$ns" ] || exit 9; `
 	srv, err := gc.CreateProcess(ctx, &protocol.ProcessParameters{CommandArgs: []string{"sh", "-c", inPod +
-		"mkdir -p /tmp/www && echo hello from the pod >/tmp/www/index.html && exec nsenter --net=$ns httpd -f -p 80 -h /tmp/www"}})
+		"mkdir -p /tmp/www && echo hello from the pod >/tmp/www/index.html && head -c 4194304 /dev/urandom >/tmp/www/big && md5sum </tmp/www/big >/tmp/big.md5 && exec nsenter --net=$ns httpd -f -p 80 -h /tmp/www"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,6 +109,23 @@ func TestVMPodNetwork(t *testing.T) {
 		if got := httpGet(t, n.HostNS, url); got != "hello from the pod\n" {
 			t.Errorf("GET %s = %q", url, got)
 		}
+	}
+
+	// Bulk data both ways through the redirects at the pod's MTU: 4 MiB
+	// fetched from the guest, and 4 MiB the guest fetches from a server on
+	// the node's bridge address, each checked against the sender's sum.
+	big := httpGet(t, n.HostNS, "http://"+pod.IP.String()+"/big")
+	sum := run(t, gc, "sh", "-c", "cat /tmp/big.md5")
+	if got := fmt.Sprintf("%x", md5.Sum([]byte(big))); len(big) != 4<<20 || !strings.HasPrefix(sum.stdout, got) {
+		t.Errorf("4 MiB from the guest: %d bytes, md5 %s, the guest's %q", len(big), got, sum.stdout)
+	}
+	payload := make([]byte, 4<<20)
+	rand.Read(payload)
+	node := cnitest.Listen(t, n.HostNS, "tcp", net.JoinHostPort(n.Gateway.String(), "0"))
+	go http.Serve(node, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(payload) }))
+	r = run(t, gc, "sh", "-c", inPod+"nsenter --net=$ns wget -q -O - http://"+node.Addr().String()+"/ | md5sum")
+	if want := fmt.Sprintf("%x", md5.Sum(payload)); !strings.HasPrefix(r.stdout, want) {
+		t.Errorf("4 MiB to the guest: md5 %q, want %s (%s)", r.stdout, want, r.stderr)
 	}
 
 	srv.Kill(ctx)
