@@ -95,7 +95,7 @@ func TestVMPodNetwork(t *testing.T) {
 		srv.Close()
 	}()
 	r := run(t, gc, "sh", "-c", inPod+"nsenter --net=$ns sh -c "+
-		`'ip -o link show eth0; ip -o -4 addr show; ip -4 route'; cat $ns.resolv.conf`)
+		`'ip -o link; ip -o -4 addr show; ip -4 route'; cat $ns.resolv.conf`)
 	t.Logf("the pod's network in the guest:\n%s", r.stdout)
 	for _, want := range []string{" mtu 1400 ", "link/ether " + mac + " ", " " + pod.IP.String() + "/24 ", "default via 10.99.0.1 ", "nameserver 10.99.0.53", "search pod.test"} {
 		if !strings.Contains(r.stdout, want) {
