@@ -13,8 +13,11 @@ GO      ?= go
 OUT     := out
 # e2fsprogs and erofs-utils make layer images; cryptsetup-bin's veritysetup
 # makes dm-verity hash trees in the storage tests; hcsshim's guest (the
-# reverse conformance suite, test/hcsshim/reverse) runs containers with runc.
-APT_PKGS := gcc libc6-dev libseccomp-dev pkg-config busybox-static e2fsprogs erofs-utils cryptsetup-bin runc
+# reverse conformance suite, test/hcsshim/reverse) runs containers with runc;
+# containernetworking-plugins (bridge, host-local, portmap, loopback in
+# /usr/lib/cni; iptables) makes the pod networks of the host/podnet and VM
+# networking tests.
+APT_PKGS := gcc libc6-dev libseccomp-dev pkg-config busybox-static e2fsprogs erofs-utils cryptsetup-bin runc containernetworking-plugins
 # What rootfs/build.sh needs, and what boots the VM.
 BOOT_PKGS := xz-utils cpio kmod busybox-static
 VM_PKGS   := qemu-system-x86

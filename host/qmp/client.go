@@ -116,6 +116,10 @@ func (c *Client) Done() <-chan struct{} { return c.done }
 // error answer is returned as a *Error, wrapped with the command's name.
 // Cancelling ctx abandons the wait; QEMU still runs the command.
 func (c *Client) Execute(ctx context.Context, cmd string, args any, result any) error {
+	return c.execute(ctx, cmd, args, nil, result)
+}
+
+func (c *Client) execute(ctx context.Context, cmd string, args any, oob []byte, result any) error {
 	ch := make(chan answer, 1)
 	c.mu.Lock()
 	if c.isDone() {
@@ -133,7 +137,7 @@ func (c *Client) Execute(ctx context.Context, cmd string, args any, result any) 
 	if err != nil {
 		return fmt.Errorf("qmp %s: encode arguments: %w", cmd, err)
 	}
-	if err := c.write(ctx, append(line, '\n')); err != nil {
+	if err := c.write(ctx, append(line, '\n'), oob); err != nil {
 		return fmt.Errorf("qmp %s: %w", cmd, err)
 	}
 
@@ -176,14 +180,20 @@ func (c *Client) Close() error {
 	return nil
 }
 
-func (c *Client) write(ctx context.Context, line []byte) error {
+func (c *Client) write(ctx context.Context, line, oob []byte) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if dl, ok := ctx.Deadline(); ok {
 		c.conn.SetWriteDeadline(dl)
 		defer c.conn.SetWriteDeadline(time.Time{})
 	}
-	if _, err := c.conn.Write(line); err != nil {
+	var err error
+	if oob != nil {
+		_, _, err = c.conn.(*net.UnixConn).WriteMsgUnix(line, oob, nil)
+	} else {
+		_, err = c.conn.Write(line)
+	}
+	if err != nil {
 		if c.isDone() {
 			return c.closedErr()
 		}
