@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sync"
 	"time"
 
@@ -64,13 +63,23 @@ type Manager struct {
 // maxIDLength bounds a container id.
 const maxIDLength = 128
 
-// idPattern is what a container id may look like: a file name, never a path.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+// validID reports whether id looks like [A-Za-z0-9][A-Za-z0-9_.-]*: a file
+// name, never a path.
+func validID(id string) bool {
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			i > 0 && (c == '_' || c == '.' || c == '-')) {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidateID refuses ids that are empty, too long, the utility VM's, or
 // anything but a plain file name.
 func ValidateID(id string) error {
-	if len(id) == 0 || len(id) > maxIDLength || !idPattern.MatchString(id) || id == protocol.UVMContainerID {
+	if len(id) == 0 || len(id) > maxIDLength || !validID(id) || id == protocol.UVMContainerID {
 		return fmt.Errorf("container id %q: want 1-%d of [A-Za-z0-9_.-], not starting with '.', '_' or '-': %w",
 			id, maxIDLength, protocol.HrInvalidArg)
 	}
