@@ -66,6 +66,7 @@ func (m *Manager) ExecProcess(ctx context.Context, id string, params *protocol.P
 	if err != nil {
 		return 0, err
 	}
+	m.warmer.warm()
 	if len(params.OciProcess) == 0 {
 		return c.startInit(ctx, params, stdio)
 	}

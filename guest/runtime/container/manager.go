@@ -41,6 +41,9 @@ type Config struct {
 	// of pivot_root, which the initramfs a VM runs from does not allow
 	// (see RootIsInitramfs).
 	NoPivotRoot bool
+	// NoCgroupWarmup turns off the no-op cgroup migration started ahead of
+	// container starts and execs (see cgroupWarmer).
+	NoCgroupWarmup bool
 }
 
 // Network is what containers need of the guest's network manager
@@ -55,6 +58,7 @@ type Network interface {
 type Manager struct {
 	cfg    Config
 	lcRoot string
+	warmer cgroupWarmer
 
 	mu         sync.Mutex
 	containers map[string]*Container // nil entry: being created
@@ -103,6 +107,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	cfg.StateRoot = root
 	m := &Manager{cfg: cfg, lcRoot: filepath.Join(root, "runc"), containers: make(map[string]*Container)}
+	if !cfg.NoCgroupWarmup {
+		m.warmer.h = ownHierarchy()
+	}
 	for _, d := range []string{m.lcRoot, filepath.Join(root, "c")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("state directory: %w", err)
@@ -155,6 +162,7 @@ func (m *Manager) Create(ctx context.Context, id string, cfg *protocol.Container
 	if err := m.reserve(id); err != nil {
 		return err
 	}
+	m.warmer.warm()
 	var c *Container
 	defer func() { m.release(id, c) }()
 
