@@ -94,7 +94,7 @@ func (c *Container) startInit(ctx context.Context, params *protocol.ProcessParam
 	}
 	c.init, c.state = p, running
 	c.mu.Unlock()
-	go c.waitInit(ctx, p)
+	c.m.cfg.Reaper.OnExit(p.pid, func() { c.waitInit(ctx, p) })
 	return p.pid, nil
 }
 
@@ -116,15 +116,15 @@ func (c *Container) exec(ctx context.Context, sp *specs.Process, params *protoco
 	c.mu.Lock()
 	c.procs[p.pid] = p
 	c.mu.Unlock()
-	go func() {
+	c.m.cfg.Reaper.OnExit(p.pid, func() {
 		p.waitExit(c.m.cfg.Reaper)
 		p.drain(ctx)
-	}()
+	})
 	return p.pid, nil
 }
 
-// waitInit waits for the init, ends what is left of the container, and
-// tells the host.
+// waitInit collects the exited init, ends what is left of the container,
+// and tells the host.
 func (c *Container) waitInit(ctx context.Context, p *process) {
 	p.waitExit(c.m.cfg.Reaper)
 	if !c.privatePidNS() {
