@@ -3,19 +3,16 @@ package network
 import (
 	"fmt"
 	"net"
-	"regexp"
 	"strings"
 
+	"github.com/uvmgcs/gcs/internal/names"
 	"github.com/uvmgcs/gcs/protocol"
 )
-
-// guidPattern is a GUID as hcsshim writes namespace and adapter ids.
-var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // NamespaceKey validates a NamespaceID and returns the form namespaces are
 // keyed and named by (lower case).
 func NamespaceKey(id string) (string, error) {
-	if !guidPattern.MatchString(id) {
+	if !names.GUID(id) {
 		return "", fmt.Errorf("network namespace id %q: want a GUID: %w", id, protocol.HrInvalidArg)
 	}
 	return strings.ToLower(id), nil
@@ -55,7 +52,7 @@ type route struct {
 // request carries one (hcsshim's Remove carries only the ID), else its MAC.
 func adapterKey(a *protocol.NetworkAdapter) (string, error) {
 	if a.ID != "" {
-		if !guidPattern.MatchString(a.ID) {
+		if !names.GUID(a.ID) {
 			return "", fmt.Errorf("adapter id %q: want a GUID: %w", a.ID, protocol.HrInvalidArg)
 		}
 		return strings.ToLower(a.ID), nil

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/uvmgcs/gcs/internal/names"
 	"github.com/uvmgcs/gcs/protocol"
 )
 
@@ -19,13 +19,6 @@ const (
 	// MaxNameservers bounds the servers one namespace lists; resolvers use
 	// the first three.
 	MaxNameservers = 16
-)
-
-// One DNS label: a domain's may hold '_' (service names, some directory
-// domains), a hostname's may not.
-var (
-	domainLabel   = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$`)
-	hostnameLabel = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 )
 
 // dnsConfig is a namespace's resolver settings.
@@ -106,7 +99,7 @@ func (d dnsConfig) resolvConf() []byte {
 // allowed).
 func validDomain(s string) error {
 	name := strings.TrimSuffix(s, ".")
-	if name == "" || len(name) > 253 || !allLabels(name, domainLabel) {
+	if !names.Domain(name) {
 		return fmt.Errorf("DNS search domain %q: want a DNS name: %w", s, protocol.HrInvalidArg)
 	}
 	return nil
@@ -115,16 +108,7 @@ func validDomain(s string) error {
 // ValidHostname reports whether s is a host name the kernel and a hosts
 // file take: RFC 1123 labels, at most 64 characters.
 func ValidHostname(s string) bool {
-	return s != "" && len(s) <= 64 && allLabels(s, hostnameLabel)
-}
-
-func allLabels(name string, label *regexp.Regexp) bool {
-	for _, l := range strings.Split(name, ".") {
-		if !label.MatchString(l) {
-			return false
-		}
-	}
-	return true
+	return names.Hostname(s)
 }
 
 // HostsFile is the boilerplate /etc/hosts of a namespace whose host is

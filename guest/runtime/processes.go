@@ -134,14 +134,14 @@ func (ps *Processes) Start(ctx context.Context, params *protocol.ProcessParamete
 	ps.mu.Lock()
 	ps.procs[pid] = p
 	ps.mu.Unlock()
-	go p.wait(ctx, ps.reaper)
+	ps.reaper.OnExit(pid, func() { p.wait(ctx, ps.reaper) })
 	return pid, nil
 }
 
-// wait collects the exit status, then lets the output drain (bounded) so
-// the host has every byte before it learns of the exit.
+// wait collects the exit status of the exited process, then lets the
+// output drain (bounded) so the host has every byte before it learns of
+// the exit.
 func (p *process) wait(ctx context.Context, r *Reaper) {
-	<-r.Exited(p.pid)
 	_ = p.cmd.Wait() // returns at once; the status is in ProcessState
 	r.Untrack(p.pid)
 	p.code = ExitCode(p.cmd.ProcessState.Sys().(syscall.WaitStatus))

@@ -30,16 +30,16 @@ type Reaper struct {
 	// tracked before any scan can see it.
 	mu      sync.Mutex
 	tracked map[int]int // pid -> number of owners
-	// exits are the tracked pids someone awaits the exit of, each
-	// closed once the pid has exited (it is left for its owner to reap).
-	exits map[int]chan struct{}
+	// exits are the tracked pids someone awaits the exit of, with what
+	// to run once the pid has exited (it is left for its owner to reap).
+	exits map[int][]func()
 }
 
 // NewReaper returns a reaper for this process's children.
 func NewReaper() *Reaper { return newReaper("/proc") }
 
 func newReaper(procRoot string) *Reaper {
-	return &Reaper{procRoot: procRoot, tracked: make(map[int]int), exits: make(map[int]chan struct{})}
+	return &Reaper{procRoot: procRoot, tracked: make(map[int]int), exits: make(map[int][]func())}
 }
 
 // Start runs start, which forks a child and returns its pid, and tracks the
@@ -82,22 +82,18 @@ func (r *Reaper) Tracked() int {
 	return len(r.tracked)
 }
 
-// Exited returns a channel closed once tracked child pid has exited; the
-// child stays a zombie for its owner to wait for, which then costs no
-// blocked thread. Reap (on SIGCHLD, via Run) notices the exit.
-func (r *Reaper) Exited(pid int) <-chan struct{} {
+// OnExit runs fn on a goroutine of its own once tracked child pid has
+// exited; the child stays a zombie for its owner to wait for. Until then
+// nothing waits: no goroutine and no thread per running process. Reap (on
+// SIGCHLD, via Run) notices the exit.
+func (r *Reaper) OnExit(pid int, fn func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ch, ok := r.exits[pid]
-	if !ok {
-		ch = make(chan struct{})
-		r.exits[pid] = ch
-		if exited(pid) {
-			close(ch)
-			delete(r.exits, pid)
-		}
+	if exited(pid) {
+		go fn()
+		return
 	}
-	return ch
+	r.exits[pid] = append(r.exits[pid], fn)
 }
 
 // exited reports whether child pid has exited, without reaping it.
@@ -114,9 +110,11 @@ func exited(pid int) bool {
 func (r *Reaper) Reap() []int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for pid, ch := range r.exits {
+	for pid, fns := range r.exits {
 		if exited(pid) {
-			close(ch)
+			for _, fn := range fns {
+				go fn()
+			}
 			delete(r.exits, pid)
 		}
 	}
@@ -156,18 +154,25 @@ func (r *Reaper) Run(ctx context.Context) {
 }
 
 // children lists this process's children: from each thread's children file
-// when the kernel has them, else by scanning every process's parent.
+// when the kernel has them, else by scanning every process's parent. It
+// runs on every SIGCHLD, so it reads with plain system calls (three per
+// thread) rather than through os.File and its poller registration.
 func (r *Reaper) children() []int {
+	task := filepath.Join(r.procRoot, "self", "task")
+	tids, err := os.ReadDir(task)
+	if err != nil {
+		return r.scanParents(os.Getpid())
+	}
 	var pids []int
-	files, _ := filepath.Glob(filepath.Join(r.procRoot, "self", "task", "*", "children"))
+	var buf [4096]byte
 	found := false
-	for _, f := range files {
-		b, err := os.ReadFile(f)
+	for _, t := range tids {
+		data, err := readSmall(filepath.Join(task, t.Name(), "children"), buf[:])
 		if err != nil {
 			continue
 		}
 		found = true
-		for _, s := range strings.Fields(string(b)) {
+		for s := range strings.FieldsSeq(string(data)) {
 			if pid, err := strconv.Atoi(s); err == nil {
 				pids = append(pids, pid)
 			}
@@ -177,6 +182,32 @@ func (r *Reaper) children() []int {
 		return pids
 	}
 	return r.scanParents(os.Getpid())
+}
+
+// readSmall reads a whole proc file, into buf while it fits.
+func readSmall(path string, buf []byte) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	data := buf[:0]
+	for {
+		if len(data) == cap(data) {
+			data = append(data, 0)[:len(data)]
+		}
+		n, err := unix.Read(fd, data[len(data):cap(data)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return data, nil
+		}
+		data = data[:len(data)+n]
+	}
 }
 
 // scanParents finds the processes whose parent is ppid in /proc/*/stat.

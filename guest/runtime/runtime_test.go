@@ -5,8 +5,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -220,5 +223,31 @@ func TestOutputOutlivesExit(t *testing.T) {
 	}
 	if b := <-done; string(b) != "early\nlate\n" {
 		t.Fatalf("stdout %q", b)
+	}
+}
+
+// TestReadSmallGrows: a proc file longer than the buffer is read whole.
+func TestReadSmallGrows(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "children")
+	want := strings.Repeat("1234567 ", 2000) // a subreaper with many children
+	if err := os.WriteFile(p, []byte(want), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var buf [64]byte
+	got, err := readSmall(p, buf[:])
+	if err != nil || string(got) != want {
+		t.Fatalf("read %d bytes (%v), want %d", len(got), err, len(want))
+	}
+}
+
+// TestChildrenFromTasks: the per-thread children files name a running child.
+func TestChildrenFromTasks(t *testing.T) {
+	cmd := exec.Command("sleep", "10")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if !slices.Contains(NewReaper().children(), cmd.Process.Pid) {
+		t.Fatalf("children() misses %d", cmd.Process.Pid)
 	}
 }

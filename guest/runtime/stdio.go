@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/containerd/console"
@@ -255,20 +256,58 @@ func (r *Relay) closeChild() {
 // copyStream copies until either side ends. Errors end the stream: a
 // process that closed its stdin, a host that went away, a terminal whose
 // last slave closed (EIO) all mean there is nothing more to move.
+//
+// A source the poller can wait on (a pipe) holds no buffer while it is
+// idle: the copy waits for it to turn readable, then borrows a buffer from
+// a pool for the read and the write. Most streams of long-running
+// processes are idle most of the time, so 100 containers do not hold 200
+// buffers.
 func copyStream(dst io.Writer, src io.Reader) {
-	buf := make([]byte, minCopyBuffer)
+	var rc syscall.RawConn
+	if sc, ok := src.(syscall.Conn); ok {
+		rc, _ = sc.SyscallConn()
+	}
+	class := 0
 	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+		if rc != nil {
+			if err := waitReadable(rc); err != nil {
 				return
 			}
 		}
-		if err != nil {
+		buf := copyBuffers[class].Get().(*[]byte)
+		n, err := src.Read(*buf)
+		var werr error
+		if n > 0 {
+			_, werr = dst.Write((*buf)[:n])
+		}
+		full := n == len(*buf)
+		copyBuffers[class].Put(buf)
+		if werr != nil || err != nil {
 			return
 		}
-		if n == len(buf) && len(buf) < maxCopyBuffer {
-			buf = make([]byte, 2*len(buf))
+		if full && class < len(copyBuffers)-1 {
+			class++
 		}
 	}
+}
+
+// copyBuffers are pools of relay buffers, minCopyBuffer doubling up to
+// maxCopyBuffer: a stream moves up a size each time a read fills its
+// buffer.
+var copyBuffers = func() []sync.Pool {
+	var pools []sync.Pool
+	for size := minCopyBuffer; size <= maxCopyBuffer; size *= 2 {
+		pools = append(pools, sync.Pool{New: func() any { b := make([]byte, size); return &b }})
+	}
+	return pools
+}()
+
+// waitReadable returns once fd has something to read, has hung up or
+// failed: a read then will not block.
+func waitReadable(rc syscall.RawConn) error {
+	return rc.Read(func(fd uintptr) bool {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, 0)
+		return err != nil && err != unix.EINTR || n > 0
+	})
 }

@@ -45,6 +45,8 @@ func TestBoot(t *testing.T) {
 			}()
 
 			mustContain(t, console, tc.cgroupLine+"cpu")
+			// Cgroup migrations (each container start) wait for no grace period.
+			mustContain(t, console, "("+favorDynmods+")")
 			// QEMU's list, all of it, and no Hyper-V module.
 			if m := regexp.MustCompile(`uvmgcs-init: modules: (\d+) loaded, (\d+) not for this machine`).FindStringSubmatch(console); m != nil {
 				loaded, _ := strconv.Atoi(m[1])

@@ -11,9 +11,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// agentEnv is gcs's environment. GODEBUG=disablethp=1 keeps the Go heap
+// off transparent huge pages: the Debian kernel backs anonymous memory with
+// 2 MiB pages whenever it can, and the agent's small heap then grows its
+// resident memory in 2 MiB steps (measured in a 1 GiB VM: 4.4 MiB of
+// anonymous memory idle, 6.4 MiB after mounting a layer, against 0.8 MiB
+// in a 512 MiB VM where no huge page was to be had). What gcs starts does
+// not inherit it: UVM processes and container inits get environments of
+// their own.
 var agentEnv = []string{
 	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 	"HOME=/root",
+	"GODEBUG=disablethp=1",
 }
 
 // stopGrace is how long gcs gets to exit after a shutdown signal.

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -16,6 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/uvmgcs/gcs/internal/names"
 	"github.com/uvmgcs/gcs/protocol"
 )
 
@@ -194,9 +194,6 @@ func (m *Manager) pod(b *bundle) error {
 	return nil
 }
 
-// hostnamePattern is an RFC 1123 host name.
-var hostnamePattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
-
 // network puts the container in the network namespace its spec names in
 // windows.network.networkNamespace (hcsshim's field; a pod's containers
 // share one), as Config.Network resolves it. A container without it keeps
@@ -208,7 +205,7 @@ func (m *Manager) network(b *bundle) error {
 	}
 	id := w.Network.NetworkNamespace
 	// Its hosts file names the host: a pod's name must be one.
-	if h := b.spec.Hostname; h != "" && (len(h) > 64 || !hostnamePattern.MatchString(h)) {
+	if h := b.spec.Hostname; h != "" && !names.Hostname(h) {
 		return fmt.Errorf("hostname %q: want RFC 1123 labels, at most 64 characters: %w", h, protocol.HrInvalidArg)
 	}
 	p, err := m.cfg.Network.NamespacePath(id)

@@ -25,15 +25,21 @@ const (
 	stopped
 )
 
-// Container is one container and its processes.
+// Container is one container and its processes. It keeps of its bundle
+// only what it still needs once created: the decoded spec and
+// libcontainer's configuration built from it are dropped (libcontainer
+// holds its own), as is the init's process spec once the init runs.
 type Container struct {
 	m  *Manager
 	id string
-	b  *bundle
 	lc *libcontainer.Container
+
+	dir, scratch, rootfs string // bundle, scratch to remove, root filesystem
+	privatePid           bool   // a pid namespace of its own
 
 	mu       sync.Mutex
 	state    state
+	initSpec *specs.Process // the init's, until it starts
 	init     *process
 	procs    map[int]*process // execs, forgotten after their first delivered wait
 	shutdown string           // the notification type a requested shutdown earns
@@ -46,7 +52,9 @@ type Container struct {
 }
 
 func newContainer(m *Manager, id string, b *bundle, lc *libcontainer.Container) *Container {
-	return &Container{m: m, id: id, b: b, lc: lc, procs: make(map[int]*process), stopped: make(chan struct{})}
+	return &Container{m: m, id: id, lc: lc, dir: b.dir, scratch: b.scratch, rootfs: b.spec.Root.Path,
+		privatePid: privatePidNS(b.spec), initSpec: b.spec.Process,
+		procs: make(map[int]*process), stopped: make(chan struct{})}
 }
 
 // initPid is the running init's pid.
@@ -66,6 +74,7 @@ func (m *Manager) ExecProcess(ctx context.Context, id string, params *protocol.P
 	if err != nil {
 		return 0, err
 	}
+	m.warmer.warm()
 	if len(params.OciProcess) == 0 {
 		return c.startInit(ctx, params, stdio)
 	}
@@ -83,17 +92,18 @@ func (c *Container) startInit(ctx context.Context, params *protocol.ProcessParam
 		return 0, fmt.Errorf("container %q was already started: %w", c.id, protocol.HrVmcomputeInvalidState)
 	}
 	c.starting = true
+	sp := c.initSpec
 	c.mu.Unlock()
-	p, err := c.start(ctx, c.b.spec.Process, params, stdio, true)
+	p, err := c.start(ctx, sp, params, stdio, true)
 	c.mu.Lock()
 	c.starting = false
 	if err != nil {
 		c.mu.Unlock()
 		return 0, err
 	}
-	c.init, c.state = p, running
+	c.init, c.state, c.initSpec = p, running, nil
 	c.mu.Unlock()
-	go c.waitInit(ctx, p)
+	c.m.cfg.Reaper.OnExit(p.pid, func() { c.waitInit(ctx, p) })
 	return p.pid, nil
 }
 
@@ -115,18 +125,18 @@ func (c *Container) exec(ctx context.Context, sp *specs.Process, params *protoco
 	c.mu.Lock()
 	c.procs[p.pid] = p
 	c.mu.Unlock()
-	go func() {
+	c.m.cfg.Reaper.OnExit(p.pid, func() {
 		p.waitExit(c.m.cfg.Reaper)
 		p.drain(ctx)
-	}()
+	})
 	return p.pid, nil
 }
 
-// waitInit waits for the init, ends what is left of the container, and
-// tells the host.
+// waitInit collects the exited init, ends what is left of the container,
+// and tells the host.
 func (c *Container) waitInit(ctx context.Context, p *process) {
 	p.waitExit(c.m.cfg.Reaper)
-	if !c.privatePidNS() {
+	if !c.privatePid {
 		// No kernel pid-namespace teardown ends a shared namespace's
 		// leftovers: kill them, which also lets their stdio drain.
 		c.killAll()
@@ -156,8 +166,10 @@ func (c *Container) waitInit(ctx context.Context, p *process) {
 	})
 }
 
-func (c *Container) privatePidNS() bool {
-	for _, n := range c.b.spec.Linux.Namespaces {
+// privatePidNS reports whether spec gives the container a pid namespace
+// of its own.
+func privatePidNS(spec *specs.Spec) bool {
+	for _, n := range spec.Linux.Namespaces {
 		if n.Type == specs.PIDNamespace {
 			return n.Path == ""
 		}
@@ -233,14 +245,14 @@ func (c *Container) destroy(ctx context.Context) error {
 	}
 	// The root file system may still be mounted inside the bundle (the
 	// host removes its layers after this): never delete through it.
-	if err := unmountUnder(c.b.dir); err != nil {
+	if err := unmountUnder(c.dir); err != nil {
 		return fmt.Errorf("unmount under the bundle: %w", err)
 	}
-	if err := os.RemoveAll(c.b.dir); err != nil {
+	if err := os.RemoveAll(c.dir); err != nil {
 		return fmt.Errorf("remove bundle: %w", err)
 	}
-	if c.b.scratch != "" {
-		if err := os.RemoveAll(c.b.scratch); err != nil {
+	if c.scratch != "" {
+		if err := os.RemoveAll(c.scratch); err != nil {
 			return fmt.Errorf("remove scratch: %w", err)
 		}
 	}

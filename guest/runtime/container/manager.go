@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sync"
 	"time"
 
@@ -42,6 +41,9 @@ type Config struct {
 	// of pivot_root, which the initramfs a VM runs from does not allow
 	// (see RootIsInitramfs).
 	NoPivotRoot bool
+	// NoCgroupWarmup turns off the no-op cgroup migration started ahead of
+	// container starts and execs (see cgroupWarmer).
+	NoCgroupWarmup bool
 }
 
 // Network is what containers need of the guest's network manager
@@ -56,6 +58,7 @@ type Network interface {
 type Manager struct {
 	cfg    Config
 	lcRoot string
+	warmer cgroupWarmer
 
 	mu         sync.Mutex
 	containers map[string]*Container // nil entry: being created
@@ -64,13 +67,23 @@ type Manager struct {
 // maxIDLength bounds a container id.
 const maxIDLength = 128
 
-// idPattern is what a container id may look like: a file name, never a path.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+// validID reports whether id looks like [A-Za-z0-9][A-Za-z0-9_.-]*: a file
+// name, never a path.
+func validID(id string) bool {
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			i > 0 && (c == '_' || c == '.' || c == '-')) {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidateID refuses ids that are empty, too long, the utility VM's, or
 // anything but a plain file name.
 func ValidateID(id string) error {
-	if len(id) == 0 || len(id) > maxIDLength || !idPattern.MatchString(id) || id == protocol.UVMContainerID {
+	if len(id) == 0 || len(id) > maxIDLength || !validID(id) || id == protocol.UVMContainerID {
 		return fmt.Errorf("container id %q: want 1-%d of [A-Za-z0-9_.-], not starting with '.', '_' or '-': %w",
 			id, maxIDLength, protocol.HrInvalidArg)
 	}
@@ -94,6 +107,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	cfg.StateRoot = root
 	m := &Manager{cfg: cfg, lcRoot: filepath.Join(root, "runc"), containers: make(map[string]*Container)}
+	if !cfg.NoCgroupWarmup {
+		m.warmer.h = ownHierarchy()
+	}
 	for _, d := range []string{m.lcRoot, filepath.Join(root, "c")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("state directory: %w", err)
@@ -146,6 +162,7 @@ func (m *Manager) Create(ctx context.Context, id string, cfg *protocol.Container
 	if err := m.reserve(id); err != nil {
 		return err
 	}
+	m.warmer.warm()
 	var c *Container
 	defer func() { m.release(id, c) }()
 

@@ -118,9 +118,9 @@ func startError(err error) error {
 	return fmt.Errorf("start: %w", err)
 }
 
-// waitExit collects the exit status and ends the process's tracking.
+// waitExit collects the exit status of the exited process and ends its
+// tracking.
 func (p *process) waitExit(r *runtime.Reaper) {
-	<-r.Exited(p.pid)
 	st, _ := p.p.Wait() // returns at once; a non-zero exit is an error, the status says all
 	r.Untrack(p.pid)
 	if st != nil {

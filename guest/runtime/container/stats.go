@@ -75,7 +75,7 @@ func (m *Manager) List(ctx context.Context) []protocol.ContainerState {
 // describe reports the container's state as runc would.
 func (c *Container) describe() protocol.ContainerState {
 	c.mu.Lock()
-	st := protocol.ContainerState{ID: c.id, Bundle: c.b.dir, Rootfs: c.b.spec.Root.Path}
+	st := protocol.ContainerState{ID: c.id, Bundle: c.dir, Rootfs: c.rootfs}
 	switch c.state {
 	case created:
 		st.Status = protocol.StatusCreated
