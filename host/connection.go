@@ -52,10 +52,13 @@ type GuestConnection struct {
 	nextID  uint64
 	pending map[uint64]chan reply
 	notes   map[string]chan protocol.ContainerNotificationMessage
-	err     error // set once the connection is dead
+	ctrs    map[string]*Container // open handles, one per id
+	err     error                 // set once the connection is dead
 	done    chan struct{}
 
 	nextPort atomic.Uint32
+
+	events hub
 }
 
 type reply struct {
@@ -80,6 +83,7 @@ func Connect(ctx context.Context, conn net.Conn, cfg Config) (*GuestConnection, 
 		log:     l,
 		pending: make(map[uint64]chan reply),
 		notes:   make(map[string]chan protocol.ContainerNotificationMessage),
+		ctrs:    make(map[string]*Container),
 		done:    make(chan struct{}),
 	}
 	gc.nextPort.Store(transport.FirstStdioPort - 1)
@@ -139,6 +143,7 @@ func (gc *GuestConnection) shutdown(cause error, closeConn bool) {
 	for _, ch := range pending {
 		close(ch)
 	}
+	gc.closeEvents()
 	if closeConn {
 		gc.conn.Close()
 	} else {
@@ -149,9 +154,14 @@ func (gc *GuestConnection) shutdown(cause error, closeConn bool) {
 
 // RPC sends req as a typ request and decodes the response into resp (which
 // may be nil). A failed response is a *protocol.Error; errors.Is matches its
-// HRESULT. It fails with an error wrapping net.ErrClosed when the connection
+// HRESULT, and its errdefs class (Classify). It fails with an error
+// wrapping net.ErrClosed and errdefs.ErrUnavailable when the connection
 // dies first, and with ctx's error when ctx ends first.
 func (gc *GuestConnection) RPC(ctx context.Context, typ protocol.MessageType, req protocol.Request, resp any) error {
+	return Classify(gc.rpc(ctx, typ, req, resp))
+}
+
+func (gc *GuestConnection) rpc(ctx context.Context, typ protocol.MessageType, req protocol.Request, resp any) error {
 	if typ.Kind() != protocol.KindRequest {
 		return fmt.Errorf("%s is not a request type", typ)
 	}

@@ -13,7 +13,9 @@ import (
 	"github.com/uvmgcs/gcs/protocol"
 )
 
-// Container is a container in the guest.
+// Container is a container in the guest. A connection holds one
+// Container per id: CreateContainer and OpenContainer hand out the same
+// handle until Delete.
 type Container struct {
 	gc *GuestConnection
 	id string
@@ -26,7 +28,11 @@ type Container struct {
 	mu       sync.Mutex
 	settled  *sync.Cond // signalled when starting drops
 	starting int        // init CreateProcess calls in flight
-	init     *Process   // started through this handle; nil if not
+	init     *Process   // started through this handle (or, opened, waited for); nil if not
+
+	stopped   chan struct{} // closed when OpenContainer found it stopped
+	stateExit int           // the exit code its state reported then
+	finishing sync.Once
 }
 
 // GuestBundleRoot is where the guest keeps container bundles.
@@ -63,22 +69,38 @@ func (gc *GuestConnection) CreateContainer(ctx context.Context, id string, spec 
 		}
 		return nil, err
 	}
-	c := newContainer(gc, id)
-	go c.watch(notes)
+	c, _ := gc.handle(id, notes)
 	return c, nil
 }
 
-func newContainer(gc *GuestConnection, id string) *Container {
-	c := &Container{gc: gc, id: id, exited: make(chan struct{})}
+// handle returns the connection's handle on id, making it (and starting
+// its exit watch) if there is none; made says which.
+func (gc *GuestConnection) handle(id string, notes <-chan protocol.ContainerNotificationMessage) (c *Container, made bool) {
+	gc.mu.Lock()
+	defer gc.mu.Unlock()
+	if c, ok := gc.ctrs[id]; ok {
+		return c, false
+	}
+	c = &Container{gc: gc, id: id, exited: make(chan struct{}), stopped: make(chan struct{})}
 	c.settled = sync.NewCond(&c.mu)
-	return c
+	gc.ctrs[id] = c
+	go c.watch(notes)
+	return c, true
+}
+
+// forget drops the connection's handle on c's id.
+func (c *Container) forget() {
+	c.gc.mu.Lock()
+	if c.gc.ctrs[c.id] == c {
+		delete(c.gc.ctrs, c.id)
+	}
+	c.gc.mu.Unlock()
 }
 
 // watch waits for the container's exit notification and, when the init was
 // started through this handle, for the init's WaitForProcess answer: the
 // exit code of record.
 func (c *Container) watch(notes <-chan protocol.ContainerNotificationMessage) {
-	defer close(c.exited)
 	select {
 	case n := <-notes:
 		c.note = n
@@ -86,8 +108,10 @@ func (c *Container) watch(notes <-chan protocol.ContainerNotificationMessage) {
 		if len(n.ResultInfo) > 0 && json.Unmarshal(n.ResultInfo, &s) == nil {
 			_ = json.Unmarshal([]byte(s), &c.info)
 		}
+	case <-c.stopped: // OpenContainer found it stopped: no notification comes
+		c.info.ExitCode = c.stateExit
 	case <-c.gc.Done():
-		c.err = c.gc.Err()
+		c.finish(c.gc.Err())
 		return
 	}
 	// The notification can overtake the init's ExecProcess answer.
@@ -100,6 +124,28 @@ func (c *Container) watch(notes <-chan protocol.ContainerNotificationMessage) {
 	if init != nil {
 		<-init.WaitChannel() // answered, or failed with the connection
 	}
+	c.finish(nil)
+}
+
+// finish records how the watch ended, closes exited and publishes the
+// exit (an OOM kill first).
+func (c *Container) finish(err error) {
+	c.finishing.Do(func() {
+		c.err = err
+		close(c.exited)
+		if err != nil {
+			return
+		}
+		pid, _ := c.knownInitPid()
+		code, cerr := c.ExitCode()
+		if cerr != nil {
+			code = c.info.ExitCode // what the guest said, if anything
+		}
+		if c.info.OOMKilled {
+			c.gc.publish(Event{Type: EventOOM, ContainerID: c.id, Pid: pid})
+		}
+		c.gc.publish(Event{Type: EventExit, ContainerID: c.id, Pid: pid, ExitCode: code, OOMKilled: c.info.OOMKilled})
+	})
 }
 
 // initProcess is the init started through this handle, nil if none.
@@ -234,8 +280,11 @@ func (c *Container) WaitChannel() <-chan struct{} { return c.exited }
 
 // ExitCode is the init's exit code once the container has exited: the
 // answer to the init's WaitForProcess, which needs the init to have been
-// started through this handle (CreateProcess). The exit notification's
-// ExitCode extension is never used: not every guest sends it.
+// started through this handle (CreateProcess) or found running when the
+// container was opened (OpenContainer waits for it), or, for a container
+// that had stopped when it was opened, its state's. The exit
+// notification's ExitCode extension is never used: not every guest sends
+// it.
 func (c *Container) ExitCode() (int, error) {
 	select {
 	case <-c.exited:
@@ -244,6 +293,11 @@ func (c *Container) ExitCode() (int, error) {
 		}
 		if init := c.initProcess(); init != nil {
 			return init.ExitCode()
+		}
+		select {
+		case <-c.stopped: // it had stopped when opened: its state said how
+			return c.stateExit, nil
+		default:
 		}
 		return -1, fmt.Errorf("container %q: its init was not started through this handle, so its exit code is unknown here: %w", c.id, protocol.HrVmcomputeInvalidState)
 	default:
@@ -271,18 +325,11 @@ func (c *Container) ExitNotification() protocol.ContainerNotificationMessage {
 func (c *Container) Delete(ctx context.Context) error {
 	err := c.gc.RPC(ctx, protocol.DeleteContainerState, &protocol.RequestBase{ContainerID: c.id}, nil)
 	if err == nil || IsNotFound(err) {
+		c.forget()
 		c.gc.ForgetNotifications(c.id)
 		return nil
 	}
 	return err
-}
-
-// OpenContainer returns a handle on container id, which exists in the guest
-// already (created by another connection, e.g. an earlier host-bridge run).
-func (gc *GuestConnection) OpenContainer(id string) *Container {
-	c := newContainer(gc, id)
-	go c.watch(gc.Notifications(id))
-	return c
 }
 
 // State reports the container's state (a uvmgcs extension).

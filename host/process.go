@@ -22,6 +22,7 @@ type Process struct {
 	stdin          net.Conn
 	stdout, stderr *eofCloser
 
+	exec     bool // exec'd into a container: its exit is an EventExecExit
 	exited   chan struct{}
 	exitCode int
 	waitErr  error
@@ -76,7 +77,8 @@ func (gc *GuestConnection) ExecProcess(ctx context.Context, cid string, params *
 		closeStreams(streams)
 		return nil, err
 	}
-	p := &Process{gc: gc, cid: cid, pid: int(resp.ProcessID), exited: make(chan struct{})}
+	p := &Process{gc: gc, cid: cid, pid: int(resp.ProcessID), exited: make(chan struct{}),
+		exec: cid != protocol.UVMContainerID && len(params.OciProcess) > 0}
 	var conns [3]net.Conn
 	for i, s := range streams {
 		if s == nil {
@@ -208,6 +210,9 @@ func (p *Process) waitBackground() {
 	}, &resp)
 	p.exitCode = int(resp.ExitCode)
 	close(p.exited)
+	if p.exec && p.waitErr == nil {
+		p.gc.publish(Event{Type: EventExecExit, ContainerID: p.cid, Pid: p.pid, ExitCode: p.exitCode})
+	}
 }
 
 // Wait blocks until the process has exited; the error is the wait's own

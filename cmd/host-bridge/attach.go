@@ -65,7 +65,7 @@ func attach(ctx context.Context, p *host.Process, tty bool) (int, error) {
 	go func() {
 		select {
 		case <-ctx.Done(): // interrupted: stop the process, then report its exit
-			p.Signal(context.Background(), linuxSIGTERM)
+			p.Signal(context.Background(), host.SIGTERM)
 		case <-p.WaitChannel():
 		}
 	}()

@@ -133,7 +133,13 @@ func (f *cmdFlags) connectTo(id string) (*session, *host.Container, *protocol.Co
 // open returns a handle on existing container id and its state, with a
 // plain message when there is no such container.
 func (s *session) open(id string) (*host.Container, *protocol.ContainerState, error) {
-	c := s.gc.OpenContainer(id)
+	c, err := s.gc.OpenContainer(s.ctx, id)
+	if err != nil {
+		if host.IsNotFound(err) {
+			return nil, nil, fmt.Errorf("container %q does not exist: %w", id, err)
+		}
+		return nil, nil, err
+	}
 	st, err := c.State(s.ctx)
 	if err != nil {
 		if host.IsNotFound(err) {

@@ -106,7 +106,11 @@ func execMain(args []string) (int, error) {
 	var p *host.Process
 	var err error
 	if proc != nil {
-		if p, err = gc.OpenContainer(*ctr).Exec(ctx, proc, params); err != nil {
+		var c *host.Container
+		if c, err = gc.OpenContainer(ctx, *ctr); err == nil {
+			p, err = c.Exec(ctx, proc, params)
+		}
+		if err != nil {
 			err = fmt.Errorf("exec in %q: %w", *ctr, err)
 		}
 	} else {

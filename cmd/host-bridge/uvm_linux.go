@@ -84,11 +84,10 @@ func uvmServe(args []string) (int, error) {
 		return 1, err
 	}
 	defer m.Shutdown(context.Background())
-	mux, err := transport.NewMuxHost(m.AgentConn())
-	if err != nil {
-		return 1, err
+	mux, ok := m.Agent().(*transport.MuxHost)
+	if !ok {
+		return 1, errors.New("the VM's agent channel is not multiplexed")
 	}
-	defer mux.Close()
 	if err := os.MkdirAll(uvmSocketDir(*name), 0o700); err != nil {
 		return 1, err
 	}

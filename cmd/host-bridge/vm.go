@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/uvmgcs/gcs/host"
 	"github.com/uvmgcs/gcs/host/uvm"
 	"github.com/uvmgcs/gcs/host/vm"
 )
@@ -75,7 +74,7 @@ func (v *vmFlags) config() vm.Config {
 	}
 	return vm.Config{
 		Kernel: v.kernel, Initrd: v.initrd, KernelArgs: agentLogArg(v.agentLog),
-		MemoryMiB: v.memMiB, CPUs: v.cpus, Accel: v.accel, ConsoleLog: console,
+		MemoryMiB: v.memMiB, CPUs: v.cpus, ConsoleLog: console,
 	}
 }
 
@@ -101,7 +100,7 @@ func (v *vmFlags) machine() (m vm.VM, release func(), err error) {
 	if err := v.checkDriver(); err != nil {
 		return nil, nil, err
 	}
-	return newMachine(v.driver, v.config())
+	return newMachine(v.driver, v.config(), v.accel)
 }
 
 // boot starts m and waits for its agent. The returned function shuts it
@@ -109,7 +108,7 @@ func (v *vmFlags) machine() (m vm.VM, release func(), err error) {
 func (v *vmFlags) boot(ctx context.Context, m vm.VM) (*uvm.UVM, func(), error) {
 	t0 := time.Now()
 	v.progress("booting the utility VM (%s, %s, %s)", v.driver, filepath.Base(v.kernel), filepath.Base(v.initrd))
-	u, err := uvm.Start(ctx, m, host.Config{})
+	u, err := uvm.Start(ctx, m, uvm.Options{})
 	if err != nil {
 		m.Shutdown(context.WithoutCancel(ctx))
 		return nil, nil, err
@@ -118,7 +117,7 @@ func (v *vmFlags) boot(ctx context.Context, m vm.VM) (*uvm.UVM, func(), error) {
 	stop := func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 		defer cancel()
-		u.Close(ctx)
+		u.Shutdown(ctx)
 	}
 	return u, stop, nil
 }

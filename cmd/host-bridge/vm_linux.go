@@ -19,6 +19,6 @@ func driverRuns(driver string) error {
 }
 
 // newMachine makes a VM with driver's New (driverRuns said it runs here).
-func newMachine(_ string, cfg vm.Config) (vm.VM, func(), error) {
-	return qemu.New(cfg), func() {}, nil
+func newMachine(_ string, cfg vm.Config, accel string) (vm.VM, func(), error) {
+	return qemu.New(cfg, qemu.Options{Accel: accel}), func() {}, nil
 }

@@ -30,7 +30,10 @@ func driverRuns(driver string) error {
 // newMachine makes a VM with driver's New (driverRuns said it runs here).
 // With cfg.ConsoleLog the VM's ttyS0 goes to a named pipe this process
 // serves and copies to it.
-func newMachine(_ string, cfg vm.Config) (vm.VM, func(), error) {
+func newMachine(_ string, cfg vm.Config, accel string) (vm.VM, func(), error) {
+	if accel != "" {
+		return nil, nil, fmt.Errorf("--accel %s: HCS always runs the VM on Hyper-V", accel)
+	}
 	var opts hcs.Options
 	release := func() {}
 	if cfg.ConsoleLog != nil {

@@ -111,41 +111,33 @@ func (a *Agent) Pid() int { return a.cmd.Process.Pid }
 func (a *Agent) Exited() <-chan struct{} { return a.exited }
 
 // Accept waits for the agent's next bridge connection. It fails early if the
-// agent exits first or ctx ends.
+// agent exits first or ctx ends (and then stops listening).
 func (a *Agent) Accept(ctx context.Context) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
+	c, err := host.AcceptConn(ctx, a.listener, a.exited)
+	if err != nil {
+		return nil, a.exitedErr(err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		c, err := a.listener.Accept()
-		ch <- result{c, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.c, r.err
-	case <-a.exited:
-		a.listener.Close()
-		return nil, fmt.Errorf("agent exited before connecting: %v", a.exitErr)
-	case <-ctx.Done():
-		a.listener.Close()
-		return nil, fmt.Errorf("waiting for the agent to connect: %w", ctx.Err())
-	}
+	return c, nil
 }
 
-// Connect accepts the agent's next bridge connection and negotiates on it.
+// Connect accepts the agent's next bridge connection and negotiates on it
+// (host.Accept).
 func (a *Agent) Connect(ctx context.Context) (*host.GuestConnection, error) {
-	c, err := a.Accept(ctx)
+	gc, err := host.Accept(ctx, a.listener, a.exited, a.hostCfg)
 	if err != nil {
-		return nil, err
-	}
-	gc, err := host.Connect(ctx, c, a.hostCfg)
-	if err != nil {
-		c.Close()
-		return nil, err
+		return nil, a.exitedErr(err)
 	}
 	return gc, nil
+}
+
+// exitedErr adds the agent's exit to err when the agent has exited.
+func (a *Agent) exitedErr(err error) error {
+	select {
+	case <-a.exited:
+		return fmt.Errorf("agent exited (%v): %w", a.exitErr, err)
+	default:
+		return err
+	}
 }
 
 // Kill sends SIGKILL to the agent's process group and waits for it.

@@ -1,128 +1,161 @@
 // Package uvm owns a running utility VM as the host sees it: the machine a
-// VM driver booted, the multiplexed channel to its agent, and the
-// negotiated GuestConnection over it. Start returns once the agent has
-// negotiated; Close shuts the machine down.
+// VM driver booted, the negotiated GuestConnection to its agent, and every
+// resource added to it. Disks, VPMem devices, shares and NICs are added
+// through the UVM, which attaches them on the host, mounts or configures
+// them in the guest, counts references (two containers on one layer file
+// share one attachment and one guest mount) and hands back a Resource
+// whose Release undoes it all in reverse order. A container created
+// through the UVM carries its resources and releases them on Delete.
+//
+// A UVM outlives the process that started it when the machine does (a
+// long-lived VM, see host/uvm/named): Attach reaches it again, reloads the
+// resource table from Options.StateFile and reopens its containers.
 package uvm
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
+	"sync"
 	"time"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/uvmgcs/gcs/host"
+	"github.com/uvmgcs/gcs/host/vm"
 	"github.com/uvmgcs/gcs/internal/log"
 	"github.com/uvmgcs/gcs/protocol"
 	"github.com/uvmgcs/gcs/transport"
 )
 
-// Machine is what a UVM needs of a VM driver (host/vm's VM satisfies it).
+// Machine is what a UVM needs of a VM driver; host/vm's VM satisfies it.
 type Machine interface {
-	// Start boots the machine; the agent channel is connected on return.
+	// Start boots the machine; its agent's ports are reachable on return.
 	Start(ctx context.Context) error
-	// AgentConn is the host end of the channel the agent multiplexes
-	// its ports over.
-	AgentConn() net.Conn
+	// Agent listens on the ports the agent dials.
+	Agent() transport.Listener
+	AddSCSIDisk(ctx context.Context, path string, readOnly bool) (vm.Disk, error)
+	RemoveSCSIDisk(ctx context.Context, d vm.Disk) error
+	AddPMem(ctx context.Context, path string) (uint32, error)
 	Shutdown(ctx context.Context) error
 	Done() <-chan struct{}
 }
 
-// UVM is a booted utility VM with a negotiated agent.
+var _ Machine = vm.VM(nil)
+
+// Options configure a UVM.
+type Options struct {
+	// Host configures the guest connection; its IO is the machine's Agent.
+	Host host.Config
+	// StateFile keeps the resource table, so that a process that attaches
+	// later (Attach) can release what this one added. None if empty.
+	StateFile string
+	// Sharer offers host directories to the guest (AddShare, container
+	// mounts); without one, shares are refused.
+	Sharer Sharer
+}
+
+// UVM is a booted utility VM with a negotiated agent and the resources
+// added to it. It is safe for concurrent use.
 type UVM struct {
-	m   Machine
-	mux *transport.MuxHost
-	gc  *host.GuestConnection
+	m    Machine
+	gc   *host.GuestConnection
+	opts Options
+
+	mu   sync.Mutex
+	res  map[string]*resource // by key
+	ctrs map[string][]string  // container id → keys of its resources, in order taken
 
 	// Timings of the boot.
-	Booted     time.Duration // Start: machine launched and channel connected
+	Booted     time.Duration // Start: machine launched
 	Negotiated time.Duration // Start until the agent negotiated
 }
 
 // Start boots m and waits for its agent to connect and negotiate.
-func Start(ctx context.Context, m Machine, cfg host.Config) (_ *UVM, retErr error) {
+func Start(ctx context.Context, m Machine, opts Options) (_ *UVM, retErr error) {
 	t0 := time.Now()
 	if err := m.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start VM: %w", err)
 	}
-	u := &UVM{m: m, Booted: time.Since(t0)}
+	booted := time.Since(t0)
 	defer func() {
 		if retErr != nil {
-			u.Close(context.WithoutCancel(ctx))
+			m.Shutdown(context.WithoutCancel(ctx))
 		}
 	}()
-	// A machine with sockets of its own (hvsocket under HCS) listens on
-	// them; otherwise every port is multiplexed over its agent channel.
-	var io transport.Listener
-	if lm, ok := m.(interface{ Listener() transport.Listener }); ok && lm.Listener() != nil {
-		io = lm.Listener()
-	} else {
-		mux, err := transport.NewMuxHost(m.AgentConn())
-		if err != nil {
-			return nil, err
-		}
-		u.mux, io = mux, mux
-	}
-	l, err := io.Listen(transport.BridgePort)
+	u, err := connect(ctx, m, opts)
 	if err != nil {
 		return nil, err
 	}
-	defer l.Close()
-	conn, err := accept(ctx, l, m.Done())
-	if err != nil {
+	u.Booted, u.Negotiated = booted, time.Since(t0)
+	if err := u.save(); err != nil {
+		u.gc.Close()
 		return nil, err
 	}
-	cfg.IO = io
-	gc, err := host.Connect(ctx, conn, cfg)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	u.gc = gc
-	u.Negotiated = time.Since(t0)
 	log.G(ctx).WithFields(map[string]any{"booted": u.Booted, "negotiated": u.Negotiated}).Debug("utility VM ready")
 	return u, nil
 }
 
-// accept waits for the agent's bridge stream, failing early when the
-// machine stops or ctx ends.
-func accept(ctx context.Context, l net.Listener, dead <-chan struct{}) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
+// Attach reaches the agent of m, a machine that is already running (a
+// long-lived VM another process started: qemu.Attach), takes the agent's
+// next bridge connection and reloads the resource table from
+// opts.StateFile. Containers are reopened with OpenContainer.
+func Attach(ctx context.Context, m Machine, opts Options) (*UVM, error) {
+	u, err := connect(ctx, m, opts)
+	if err != nil {
+		return nil, err
 	}
-	ch := make(chan result, 1)
-	go func() {
-		c, err := l.Accept()
-		ch <- result{c, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.c, r.err
-	case <-dead:
-		return nil, errors.New("the VM stopped before its agent connected")
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for the agent: %w", ctx.Err())
+	if err := u.load(); err != nil {
+		u.gc.Close()
+		return nil, err
 	}
+	return u, nil
+}
+
+// connect accepts the agent on m's listener and negotiates.
+func connect(ctx context.Context, m Machine, opts Options) (*UVM, error) {
+	io := m.Agent()
+	if io == nil {
+		return nil, fmt.Errorf("the VM has no agent channel: %w", errdefs.ErrUnavailable)
+	}
+	l, err := io.Listen(transport.BridgePort)
+	if err != nil {
+		return nil, fmt.Errorf("listen for the agent: %w", err)
+	}
+	defer l.Close()
+	cfg := opts.Host
+	cfg.IO = io
+	gc, err := host.Accept(ctx, l, m.Done(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &UVM{m: m, gc: gc, opts: opts, res: make(map[string]*resource), ctrs: make(map[string][]string)}, nil
 }
 
 // GuestConnection is the negotiated connection to the agent.
 func (u *UVM) GuestConnection() *host.GuestConnection { return u.gc }
 
-// Machine is the VM driver's handle (disk hot-plug and the like).
+// Machine is the VM driver's handle.
 func (u *UVM) Machine() Machine { return u.m }
 
-// Close asks the agent to power the VM off, then has the driver make sure
-// it is gone. It is safe to call more than once.
-func (u *UVM) Close(ctx context.Context) error {
-	if u.gc != nil {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_ = u.gc.RPC(sctx, protocol.ShutdownForced, &protocol.RequestBase{ContainerID: protocol.UVMContainerID}, nil)
-		cancel()
-		u.gc.Close()
-	}
-	if u.mux != nil {
-		u.mux.Close()
-	}
-	return u.m.Shutdown(ctx)
+// Done is closed when the VM has stopped.
+func (u *UVM) Done() <-chan struct{} { return u.m.Done() }
+
+// Shutdown asks the agent to power the VM off, then has the driver make
+// sure it is gone. Resources die with the VM; the state file is removed.
+// It is safe to call more than once.
+func (u *UVM) Shutdown(ctx context.Context) error {
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_ = u.gc.RPC(sctx, protocol.ShutdownForced, &protocol.RequestBase{ContainerID: protocol.UVMContainerID}, nil)
+	cancel()
+	u.gc.Close()
+	err := u.m.Shutdown(ctx)
+	u.mu.Lock()
+	u.res, u.ctrs = map[string]*resource{}, map[string][]string{}
+	u.mu.Unlock()
+	u.removeState()
+	return err
 }
+
+// Detach closes this process's connection to the agent and leaves the VM
+// and its resources as they are, for a later Attach.
+func (u *UVM) Detach() error { return u.gc.Close() }

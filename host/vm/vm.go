@@ -1,7 +1,9 @@
 // Package vm owns the utility VM's lifecycle contract: what a VM is
 // configured with, the order its methods may be called in, and what each
-// promises. Hypervisor drivers (vm/qemu, later HCS) implement VM; callers and
-// tests take the interface.
+// promises, including the channel its agent is reached over. Hypervisor
+// drivers (vm/qemu, vm/hcs) implement VM and take what only they know
+// (accelerator, boot-time shares, NIC backends) in Options of their own;
+// callers and tests take the interface.
 //
 // The lifecycle is strict: fill a Config, construct a VM with a driver's
 // New, Start it (it returns once the hypervisor runs and the agent channel
@@ -14,21 +16,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
+
+	"github.com/uvmgcs/gcs/transport"
 )
 
 // Defaults for the zero values of Config.
 const (
 	DefaultMemoryMiB = 512
 	DefaultCPUs      = 1
-)
-
-// Accelerator choices for Config.Accel.
-const (
-	AccelAuto = ""    // the driver probes the host
-	AccelTCG  = "tcg" // QEMU's emulator: slow, works everywhere
-	AccelKVM  = "kvm" // hardware virtualization
 )
 
 // ErrNotRunning is returned by a method that needs a running VM when Start
@@ -43,31 +39,6 @@ type Config struct {
 	CPUs           int       // default DefaultCPUs
 	StateDir       string    // sockets, console log; created by Start, removed by Shutdown; a temporary directory if empty
 	ConsoleLog     io.Writer // optional copy of the serial console, written line by line
-	Accel          string    // AccelAuto, AccelTCG or AccelKVM
-	Shares         []Share   // host directories the guest can mount (MappedDirectory)
-}
-
-// NIC is a network adapter for the guest on a restricted user-mode
-// network: the guest reaches only the forwards listed.
-type NIC struct {
-	Subnet   string    // the user network, e.g. "10.0.2.0/24" (the driver's default if empty)
-	Forwards []Forward // guest connections the host carries out
-}
-
-// Forward carries the guest's TCP connections to Guest (address:port on
-// the user network) to Host (address:port on the host), one relay per
-// connection.
-type Forward struct {
-	Guest, Host string
-}
-
-// Share is a host directory offered to the guest under a tag (a virtio-9p
-// mount tag under QEMU); the guest mounts it with a MappedDirectory whose
-// ShareName is Tag.
-type Share struct {
-	Tag      string
-	Path     string
-	ReadOnly bool
 }
 
 // WithDefaults returns c with its zero values filled in.
@@ -98,19 +69,6 @@ func (c Config) Validate() error {
 	if c.MemoryMiB < 0 || c.CPUs < 0 {
 		return fmt.Errorf("vm config: MemoryMiB %d and CPUs %d must not be negative", c.MemoryMiB, c.CPUs)
 	}
-	for _, sh := range c.Shares {
-		if sh.Tag == "" || len(sh.Tag) > 255 {
-			return fmt.Errorf("vm config: share %s: a tag of 1-255 bytes is required", sh.Path)
-		}
-		if st, err := os.Stat(sh.Path); err != nil || !st.IsDir() {
-			return fmt.Errorf("vm config: share %q: %s is not a directory", sh.Tag, sh.Path)
-		}
-	}
-	switch c.Accel {
-	case AccelAuto, AccelTCG, AccelKVM:
-	default:
-		return fmt.Errorf("vm config: Accel %q is not %q, %q or empty", c.Accel, AccelTCG, AccelKVM)
-	}
 	return nil
 }
 
@@ -128,9 +86,11 @@ type VM interface {
 	// Start returns does nothing. Start may be called once.
 	Start(ctx context.Context) error
 
-	// AgentConn is the host end of the agent's channel (the virtio-serial
-	// port named "gcs"); valid after Start, closed by Shutdown.
-	AgentConn() net.Conn
+	// Agent listens on the ports the guest's agent dials: the bridge
+	// (transport.BridgePort) and every stdio port. QEMU multiplexes them
+	// over its virtio-serial channel, HCS carries them as hvsockets. Valid
+	// after Start; Shutdown closes what it listens with.
+	Agent() transport.Listener
 
 	// AddSCSIDisk hot-adds the file at path as a disk at the next free LUN
 	// on controller 0.

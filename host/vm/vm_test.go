@@ -34,13 +34,11 @@ func TestConfigValidate(t *testing.T) {
 		notExist bool
 	}{
 		{"valid", Config{Kernel: file, Initrd: file}, "", false},
-		{"valid kvm", Config{Kernel: file, Initrd: file, Accel: AccelKVM}, "", false},
 		{"no kernel", Config{Initrd: file}, "Kernel is required", false},
 		{"missing kernel", Config{Kernel: missing, Initrd: file}, missing, true},
 		{"missing initrd", Config{Kernel: file, Initrd: missing}, "Initrd", true},
 		{"kernel is a dir", Config{Kernel: dir, Initrd: file}, "not a regular file", false},
 		{"negative memory", Config{Kernel: file, Initrd: file, MemoryMiB: -1}, "negative", false},
-		{"bad accel", Config{Kernel: file, Initrd: file, Accel: "hvf"}, `"hvf"`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()

@@ -1,10 +1,13 @@
-// Package log owns the context-carried logger: a logrus entry travels in the
-// context, and the field names used across the project are named here once.
+// Package log owns the context-carried logger and the field names used
+// across the project. The logger travels in the context the way
+// github.com/containerd/log carries it, so a program that links the host
+// library sets it with that package's WithLogger and sees every line.
 package log
 
 import (
 	"context"
 
+	clog "github.com/containerd/log"
 	"github.com/sirupsen/logrus"
 )
 
@@ -18,23 +21,16 @@ const (
 	FieldRequestID   = "req-id"
 )
 
-type loggerKey struct{}
-
 // L is the logger used when a context carries none: logrus's standard one.
-var L = logrus.NewEntry(logrus.StandardLogger())
+var L = clog.L
 
-// WithLogger returns ctx carrying entry.
+// WithLogger returns ctx carrying entry (containerd/log's WithLogger).
 func WithLogger(ctx context.Context, entry *logrus.Entry) context.Context {
-	return context.WithValue(ctx, loggerKey{}, entry)
+	return clog.WithLogger(ctx, entry)
 }
 
-// G returns the logger ctx carries, or L.
-func G(ctx context.Context) *logrus.Entry {
-	if e, ok := ctx.Value(loggerKey{}).(*logrus.Entry); ok {
-		return e
-	}
-	return L
-}
+// G returns the logger ctx carries, or L (containerd/log's G).
+func G(ctx context.Context) *logrus.Entry { return clog.G(ctx) }
 
 // With returns ctx whose logger has one more field, and that logger.
 func With(ctx context.Context, key string, value any) (context.Context, *logrus.Entry) {

@@ -97,10 +97,10 @@ func boot(tb testing.TB, extraArgs string) *machine {
 	}
 	k, i := bootFiles()
 	con := &console{}
-	q := qemu.New(vm.Config{Kernel: k, Initrd: i, KernelArgs: extraArgs, ConsoleLog: con})
+	q := qemu.New(vm.Config{Kernel: k, Initrd: i, KernelArgs: extraArgs, ConsoleLog: con}, qemu.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	u, err := uvm.Start(ctx, q, host.Config{})
+	u, err := uvm.Start(ctx, q, uvm.Options{})
 	if err != nil {
 		q.Shutdown(context.Background())
 		tb.Fatalf("boot: %v\nconsole:\n%s", err, con)
@@ -114,7 +114,7 @@ func (m *machine) close() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	m.u.Close(ctx)
+	m.u.Shutdown(ctx)
 }
 
 // sharedVM is the VM most tests use, booted on first use.
@@ -152,5 +152,5 @@ func (s *sharedVM) close() {
 }
 
 func qemuNew(kernel, initrd string) *qemu.VM {
-	return qemu.New(vm.Config{Kernel: kernel, Initrd: initrd})
+	return qemu.New(vm.Config{Kernel: kernel, Initrd: initrd}, qemu.Options{})
 }

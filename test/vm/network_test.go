@@ -11,7 +11,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/uvmgcs/gcs/host"
-	"github.com/uvmgcs/gcs/host/vm"
+	"github.com/uvmgcs/gcs/host/uvm"
+	"github.com/uvmgcs/gcs/host/vm/qemu"
 	"github.com/uvmgcs/gcs/protocol"
 )
 
@@ -39,49 +40,24 @@ func TestVMNetwork(t *testing.T) {
 			c.Close()
 		}
 	}()
-	mac, err := m.m.AddNIC(ctx, vm.NIC{
-		Subnet:   "10.0.2.0/24",
-		Forwards: []vm.Forward{{Guest: "10.0.2.100:8080", Host: l.Addr().String()}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ns := "6f2b1c3e-0000-4000-8000-00000000abcd"
-	adapter := protocol.NetworkAdapter{
-		NamespaceID: ns, ID: "0d9c8a51-1111-4222-8333-444455556666", MacAddress: mac,
+	nic, err := m.u.AddNIC(ctx, m.m.PlugNIC(qemu.NIC{
+		Subnet:   "10.0.2.0/24",
+		Forwards: []qemu.Forward{{Guest: "10.0.2.100:8080", Host: l.Addr().String()}},
+	}), protocol.NetworkAdapter{
+		NamespaceID: ns, ID: "0d9c8a51-1111-4222-8333-444455556666",
 		DNSServerList: "10.0.2.3", DNSSuffix: "example.test",
 		IPConfigs: []protocol.IPConfig{{IPAddress: "10.0.2.15", PrefixLength: 24}},
 		Routes:    []protocol.Route{{NextHop: "10.0.2.2", DestinationPrefix: "0.0.0.0/0"}},
-	}
-	if err := gc.AddNetworkAdapter(ctx, adapter); err != nil {
-		t.Fatalf("add adapter: %v\nconsole:\n%s", err, m.console)
+	})
+	if err != nil {
+		t.Fatalf("add nic: %v\nconsole:\n%s", err, m.console)
 	}
 
 	layerImg, scratchImg := images(t)
-	ld, err := m.m.AddSCSIDisk(ctx, layerImg, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sd, err := m.m.AddSCSIDisk(ctx, scratchImg, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, d := range []vm.Disk{ld, sd} {
-			gc.RemoveSCSIDevice(ctx, d.Controller, d.LUN)
-			m.m.RemoveSCSIDisk(ctx, d)
-		}
-	}()
-	root := host.GuestBundleRoot + "/vmnet/rootfs"
-	unmount, err := gc.MountLayerStack(ctx, []protocol.MappedVirtualDisk{{Controller: ld.Controller, Lun: ld.LUN}},
-		&protocol.MappedVirtualDisk{Controller: sd.Controller, Lun: sd.LUN}, root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unmount(ctx)
-	spec := host.DefaultSpec(root, []string{"sh", "-c", "cat /etc/resolv.conf; ip -4 addr show | grep -c 10.0.2.15; nc -w 5 10.0.2.100 8080"}, false)
+	spec := host.DefaultSpec("", []string{"sh", "-c", "cat /etc/resolv.conf; ip -4 addr show | grep -c 10.0.2.15; nc -w 5 10.0.2.100 8080"}, false)
 	spec.Windows = &specs.Windows{Network: &specs.WindowsNetwork{NetworkNamespace: ns}}
-	c, err := gc.CreateContainer(ctx, "vmnet", spec)
+	c, err := m.u.CreateContainer(ctx, "vmnet", spec, uvm.ContainerConfig{RootFS: uvm.RootFS{Layers: []string{layerImg}, Scratch: scratchImg}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +74,10 @@ func TestVMNetwork(t *testing.T) {
 		!strings.Contains(r.stdout, "\n1\n") || !strings.HasSuffix(r.stdout, "hello from the host\n") {
 		t.Fatalf("container in the pod's network: %+v", r)
 	}
-	if err := gc.RemoveNetworkAdapter(ctx, adapter); err != nil {
-		t.Fatalf("remove adapter: %v", err)
+	if err := nic.Release(ctx); err != nil {
+		t.Fatalf("remove the nic: %v", err)
+	}
+	if r := run(t, gc, "sh", "-c", "ls /sys/class/net | grep -c eth"); r.stdout != "0\n" {
+		t.Fatalf("a NIC is left in the VM: %+v", r)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uvmgcs/gcs/host"
 	"github.com/uvmgcs/gcs/host/uvm"
 	"github.com/uvmgcs/gcs/host/vm"
 	"github.com/uvmgcs/gcs/host/vm/qemu"
@@ -24,17 +23,17 @@ func TestVMMappedDirectory(t *testing.T) {
 	os.WriteFile(filepath.Join(ro, "hello"), []byte("from the host\n"), 0o644)
 	k, i := bootFiles()
 	con := &console{}
-	q := qemu.New(vm.Config{Kernel: k, Initrd: i, ConsoleLog: con, Shares: []vm.Share{
+	q := qemu.New(vm.Config{Kernel: k, Initrd: i, ConsoleLog: con}, qemu.Options{Shares: []qemu.Share{
 		{Tag: "rw", Path: rw}, {Tag: "ro", Path: ro, ReadOnly: true},
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	u, err := uvm.Start(ctx, q, host.Config{})
+	u, err := uvm.Start(ctx, q, uvm.Options{})
 	if err != nil {
 		q.Shutdown(context.Background())
 		t.Fatalf("boot: %v\nconsole:\n%s", err, con)
 	}
-	defer u.Close(context.Background())
+	defer u.Shutdown(context.Background())
 	gc := u.GuestConnection()
 	rwd := protocol.MappedDirectory{ShareName: "rw", MountPath: "/run/mounts/share-rw"}
 	rod := protocol.MappedDirectory{ShareName: "ro", MountPath: "/run/mounts/share-ro", ReadOnly: true}

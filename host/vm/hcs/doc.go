@@ -17,7 +17,7 @@
 //	            VirtualMachine/Devices/VirtualPMem/Devices/<n>
 //	console     Options.ConsolePipe: ttyS0 on a named pipe the caller serves;
 //	            Config.ConsoleLog and Config.StateDir are not used
-//	refused     Config.Accel other than auto, Config.Shares (no Plan9 yet)
+//	refused     nothing QEMU-only reaches it: Accel and shares are qemu.Options
 //	lifecycle   create → register callback → (SystemCreateCompleted) → read
 //	            RuntimeId → start → (SystemStartCompleted); SystemExited closes Done
 //

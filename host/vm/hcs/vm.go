@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -132,12 +131,6 @@ func (v *VM) Start(ctx context.Context) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("start vm: %w", err)
 	}
-	if cfg.Accel != vm.AccelAuto {
-		return fmt.Errorf("start vm: Accel %q: HCS always runs the VM on Hyper-V", cfg.Accel)
-	}
-	if len(cfg.Shares) > 0 {
-		return fmt.Errorf("start vm: Shares: the HCS driver offers no Plan9 shares: %w", errors.ErrUnsupported)
-	}
 	if err := v.opts.validate(); err != nil {
 		return fmt.Errorf("start vm: %w", err)
 	}
@@ -246,23 +239,13 @@ func (v *VM) readRuntimeID(h handle) (guid.GUID, error) {
 	return g, nil
 }
 
-// AgentConn implements vm.VM. It is always nil: an HCS VM has no serial
-// channel to carry the agent. The bridge and every stdio stream go over
-// hvsocket instead, as separate connections the guest dials to vsock
-// ports; Listener is what the host listens with.
-func (v *VM) AgentConn() net.Conn { return nil }
-
-// Listener is the host's listener for the ports the guest dials: an
-// hvsocket listener for this VM's runtime ID. It is nil until Start has
-// read the runtime ID.
-//
-// host/uvm picks it this way: when the Machine it is given implements
-// interface{ Listener() transport.Listener }, it listens for the bridge on
-// Listener().Listen(transport.BridgePort) and passes Listener() as
-// host.Config.IO, instead of building a transport.MuxHost over
-// AgentConn(). The guest redials until the host listens, so listening
-// after Start returns is in time.
-func (v *VM) Listener() transport.Listener {
+// Agent implements vm.VM: an hvsocket listener for this VM's runtime ID.
+// There is no serial channel; the bridge and every stdio stream are
+// separate connections the guest dials to vsock ports, which Hyper-V
+// carries as hvsockets. It is nil until Start has read the runtime ID. The
+// guest redials until the host listens, so listening after Start returns
+// is in time.
+func (v *VM) Agent() transport.Listener {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.state == stateNew || v.runtimeID == (guid.GUID{}) {

@@ -92,11 +92,8 @@ func TestLifecycleCallSequence(t *testing.T) {
 	if lkd := doc.VirtualMachine.Chipset.LinuxKernelDirect; lkd.KernelFilePath != v.cfg.Kernel || lkd.InitRdPath != v.cfg.Initrd {
 		t.Errorf("boot files %+v, want %s and %s", lkd, v.cfg.Kernel, v.cfg.Initrd)
 	}
-	if v.AgentConn() != nil {
-		t.Error("AgentConn is not nil")
-	}
-	if l, ok := v.Listener().(transport.Unix); !ok || l.Dir != "hvsock-"+testRuntimeID {
-		t.Errorf("Listener() = %#v, want the hvsocket listener for %s", v.Listener(), testRuntimeID)
+	if l, ok := v.Agent().(transport.Unix); !ok || l.Dir != "hvsock-"+testRuntimeID {
+		t.Errorf("Agent() = %#v, want the hvsocket listener for %s", v.Agent(), testRuntimeID)
 	}
 
 	dir := t.TempDir()
@@ -303,8 +300,8 @@ func TestShutdownBeforeStart(t *testing.T) {
 	if err := v.Start(context.Background()); !errors.Is(err, vm.ErrNotRunning) {
 		t.Errorf("Start after Shutdown = %v", err)
 	}
-	if v.Listener() != nil {
-		t.Error("Listener before the VM ran")
+	if v.Agent() != nil {
+		t.Error("Agent before the VM ran")
 	}
 	wantCalls(t, f, "")
 }
@@ -344,16 +341,6 @@ func TestModifyErrors(t *testing.T) {
 	}
 }
 
-func TestStartRefusesAccel(t *testing.T) {
-	f := newFake()
-	v := testVM(t, f)
-	v.cfg.Accel = vm.AccelKVM
-	if err := v.Start(context.Background()); err == nil {
-		t.Fatal("Start with Accel kvm succeeded")
-	}
-	wantCalls(t, f, "")
-}
-
 func TestNewOffWindows(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("vmcompute.dll may be here")
@@ -366,14 +353,4 @@ func TestNewOffWindows(t *testing.T) {
 		t.Error("no generated ID")
 	}
 	<-v.Done()
-}
-
-func TestStartRefusesShares(t *testing.T) {
-	f := newFake()
-	v := testVM(t, f)
-	v.cfg.Shares = []vm.Share{{Tag: "t", Path: t.TempDir()}}
-	if err := v.Start(context.Background()); !errors.Is(err, errors.ErrUnsupported) {
-		t.Fatalf("Start with Shares = %v", err)
-	}
-	wantCalls(t, f, "")
 }

@@ -64,25 +64,25 @@ const (
 // hangs a stock one; TCG in every other case. The probe never starts a
 // trial VM: that would cost seconds on every Start.
 func chooseAccel(forced string, h hostPaths) (accel, reason string) {
-	if forced != vm.AccelAuto {
-		return forced, "forced by config"
+	if forced != AccelAuto {
+		return forced, "forced by options"
 	}
 	f, err := os.OpenFile(h.kvmDev, os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return vm.AccelTCG, fmt.Sprintf("cannot open %s: %v", h.kvmDev, err)
+		return AccelTCG, fmt.Sprintf("cannot open %s: %v", h.kvmDev, err)
 	}
 	defer f.Close()
 	v, err := unix.IoctlRetInt(int(f.Fd()), kvmGetAPIVersion)
 	if err != nil {
-		return vm.AccelTCG, fmt.Sprintf("KVM_GET_API_VERSION on %s: %v", h.kvmDev, err)
+		return AccelTCG, fmt.Sprintf("KVM_GET_API_VERSION on %s: %v", h.kvmDev, err)
 	}
 	if v != kvmAPIVersion {
-		return vm.AccelTCG, fmt.Sprintf("KVM API version %d, want %d", v, kvmAPIVersion)
+		return AccelTCG, fmt.Sprintf("KVM API version %d, want %d", v, kvmAPIVersion)
 	}
 	if _, err := os.Stat(filepath.Join(h.sysModule, "kvm_pvm")); err == nil {
-		return vm.AccelTCG, "host KVM is the nested PVM flavour (kvm_pvm loaded), which a stock kernel cannot boot on"
+		return AccelTCG, "host KVM is the nested PVM flavour (kvm_pvm loaded), which a stock kernel cannot boot on"
 	}
-	return vm.AccelKVM, "/dev/kvm works"
+	return AccelKVM, "/dev/kvm works"
 }
 
 // hasVhostVsock reports whether the host can give the guest a vsock device.
@@ -98,6 +98,8 @@ type paths struct {
 	socketDir  string // stateDir, or a short temporary directory
 	consoleLog string
 	qmpSocket  string
+	attachQMP  string // a second monitor, for a process that attaches later (Attach)
+	pidFile    string
 	agentSock  string
 }
 
@@ -126,6 +128,8 @@ func makePaths(stateDir string) (p paths, err error) {
 		}
 	}
 	p.qmpSocket = filepath.Join(p.socketDir, "qmp.sock")
+	p.attachQMP = filepath.Join(p.socketDir, "qmp-attach.sock")
+	p.pidFile = filepath.Join(stateDir, "qemu.pid")
 	p.agentSock = filepath.Join(p.socketDir, "gcs.sock")
 	return p, nil
 }
@@ -148,6 +152,7 @@ func (p paths) remove() error {
 // launch is what the command line is built from.
 type launch struct {
 	cfg      vm.Config // with defaults applied
+	opts     Options
 	accel    string
 	vsockCID uint32 // 0: no vsock device
 	paths    paths
@@ -168,7 +173,7 @@ func (l launch) args() []string {
 		"-accel", l.accel,
 		"-M", "pc",
 	}
-	if l.accel == vm.AccelKVM {
+	if l.accel == AccelKVM {
 		a = append(a, "-cpu", "host")
 	}
 	a = append(a,
@@ -181,6 +186,7 @@ func (l launch) args() []string {
 		"-chardev", "stdio,id="+consoleChardev+",signal=off",
 		"-serial", "chardev:"+consoleChardev,
 		"-qmp", "unix:"+l.paths.qmpSocket+",server=on,wait=off",
+		"-qmp", "unix:"+l.paths.attachQMP+",server=on,wait=off",
 		"-device", "virtio-scsi-pci,id="+scsiController,
 		// The host's entropy seeds the guest's RNG at boot.
 		"-object", "rng-random,id=rng0,filename=/dev/urandom",
@@ -192,7 +198,7 @@ func (l launch) args() []string {
 	if l.vsockCID != 0 {
 		a = append(a, "-device", fmt.Sprintf("vhost-vsock-pci,guest-cid=%d", l.vsockCID))
 	}
-	for i, sh := range cfg.Shares {
+	for i, sh := range l.opts.Shares {
 		fsdev := fmt.Sprintf("local,id=fs%d,path=%s,security_model=none", i, qemuOpt(sh.Path))
 		if sh.ReadOnly {
 			fsdev += ",readonly=on"
@@ -200,6 +206,45 @@ func (l launch) args() []string {
 		a = append(a, "-fsdev", fsdev, "-device", fmt.Sprintf("virtio-9p-pci,fsdev=fs%d,mount_tag=%s", i, qemuOpt(sh.Tag)))
 	}
 	return a
+}
+
+// Accelerator choices for Options.Accel.
+const (
+	AccelAuto = ""    // probe the host (chooseAccel)
+	AccelTCG  = "tcg" // QEMU's emulator: slow, works everywhere
+	AccelKVM  = "kvm" // hardware virtualization
+)
+
+// Options are what only the QEMU driver knows.
+type Options struct {
+	Accel  string  // AccelAuto, AccelTCG or AccelKVM
+	Shares []Share // host directories offered as virtio-9p mounts at boot
+}
+
+// Share is a host directory offered to the guest under a virtio-9p mount
+// tag; the guest mounts it with a MappedDirectory whose ShareName is Tag.
+type Share struct {
+	Tag      string
+	Path     string
+	ReadOnly bool
+}
+
+// validate reports the first thing wrong with o.
+func (o Options) validate() error {
+	for _, sh := range o.Shares {
+		if sh.Tag == "" || len(sh.Tag) > 255 {
+			return fmt.Errorf("qemu options: share %s: a tag of 1-255 bytes is required", sh.Path)
+		}
+		if st, err := os.Stat(sh.Path); err != nil || !st.IsDir() {
+			return fmt.Errorf("qemu options: share %q: %s is not a directory", sh.Tag, sh.Path)
+		}
+	}
+	switch o.Accel {
+	case AccelAuto, AccelTCG, AccelKVM:
+	default:
+		return fmt.Errorf("qemu options: Accel %q is not %q, %q or empty", o.Accel, AccelTCG, AccelKVM)
+	}
+	return nil
 }
 
 // qemuOpt escapes a value for a QEMU option list: commas are doubled.

@@ -24,7 +24,7 @@ func TestArgs(t *testing.T) {
 	}{
 		{
 			name: "defaults",
-			l:    launch{cfg: base, accel: vm.AccelTCG, paths: p},
+			l:    launch{cfg: base, accel: AccelTCG, paths: p},
 			want: [][]string{
 				{"-accel", "tcg"}, {"-M", "pc"}, {"-m", "512,slots=4,maxmem=4096M"}, {"-smp", "1"},
 				{"-nographic", "-no-reboot", "-nodefaults", "-net", "none"},
@@ -43,7 +43,7 @@ func TestArgs(t *testing.T) {
 			name: "kvm, vsock, big, extra args",
 			l: launch{
 				cfg:      vm.Config{Kernel: "/k", Initrd: "/i", MemoryMiB: 8192, CPUs: 2, KernelArgs: " init=/gcs "},
-				accel:    vm.AccelKVM,
+				accel:    AccelKVM,
 				vsockCID: 7,
 				paths:    p,
 			},
@@ -94,10 +94,10 @@ func TestChooseAccel(t *testing.T) {
 		h      hostPaths
 		want   string
 	}{
-		{"forced tcg", vm.AccelTCG, hostPaths{kvmDev: "/dev/kvm"}, vm.AccelTCG},
-		{"forced kvm", vm.AccelKVM, hostPaths{kvmDev: filepath.Join(dir, "none")}, vm.AccelKVM},
-		{"no /dev/kvm", "", hostPaths{kvmDev: filepath.Join(dir, "none")}, vm.AccelTCG},
-		{"not a kvm device", "", hostPaths{kvmDev: regular}, vm.AccelTCG},
+		{"forced tcg", AccelTCG, hostPaths{kvmDev: "/dev/kvm"}, AccelTCG},
+		{"forced kvm", AccelKVM, hostPaths{kvmDev: filepath.Join(dir, "none")}, AccelKVM},
+		{"no /dev/kvm", "", hostPaths{kvmDev: filepath.Join(dir, "none")}, AccelTCG},
+		{"not a kvm device", "", hostPaths{kvmDev: regular}, AccelTCG},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, reason := chooseAccel(tc.forced, tc.h)
@@ -111,7 +111,7 @@ func TestChooseAccel(t *testing.T) {
 	// machines), the probe must not pick KVM: a stock kernel hangs there.
 	h := defaultHostPaths()
 	if _, err := os.Stat(filepath.Join(h.sysModule, "kvm_pvm")); err == nil {
-		if got, reason := chooseAccel("", h); got != vm.AccelTCG {
+		if got, reason := chooseAccel("", h); got != AccelTCG {
 			t.Errorf("kvm_pvm host: chooseAccel = %s (%s)", got, reason)
 		}
 	}

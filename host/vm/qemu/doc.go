@@ -9,7 +9,8 @@
 //
 //	serial console  -chardev stdio → console.go → <StateDir>/console.log, Config.ConsoleLog, debug log
 //	control         -qmp unix:<sockets>/qmp.sock → host/qmp client
-//	agent channel   virtserialport name=gcs ↔ -chardev socket <sockets>/gcs.sock → AgentConn
+//	agent channel   virtserialport name=gcs ↔ -chardev socket <sockets>/gcs.sock → yamux → Agent()
+//	attach          -qmp unix:<sockets>/qmp-attach.sock, <StateDir>/qemu.pid → Attach (attach.go)
 //	disks           virtio-scsi-pci id=scsi0; scsi-hd per LUN, hot-plugged (hotplug.go)
 //	layers          virtio-pmem-pci backed by memory-backend-file, hot-plugged (hotplug.go)
 //	vsock           vhost-vsock-pci, only where /dev/vhost-vsock exists

@@ -110,22 +110,8 @@ func (v *VM) RemoveSCSIDisk(ctx context.Context, d vm.Disk) error {
 		return nil
 	}
 
-	deleted := qc.Subscribe(qmp.Named("DEVICE_DELETED", func(data json.RawMessage) bool {
-		var ev struct {
-			Device string `json:"device"`
-		}
-		return json.Unmarshal(data, &ev) == nil && ev.Device == disk.device
-	}))
-	defer deleted.Close()
-	err = qc.Execute(ctx, "device_del", map[string]string{"id": disk.device}, nil)
-	switch {
-	case isClass(err, "DeviceNotFound"):
-	case err != nil:
+	if err := v.deleteDevice(ctx, qc, disk.device); err != nil {
 		return fmt.Errorf("remove scsi disk %d:%d: %w", d.Controller, d.LUN, err)
-	default:
-		if _, err := deleted.Next(ctx); err != nil {
-			return fmt.Errorf("remove scsi disk %d:%d: wait for DEVICE_DELETED: %w", d.Controller, d.LUN, err)
-		}
 	}
 	// The device is gone; from here on the LUN is free whatever happens.
 	delete(v.luns, d.LUN)
@@ -135,6 +121,29 @@ func (v *VM) RemoveSCSIDisk(ctx context.Context, d vm.Disk) error {
 		}
 	}
 	log.G(ctx).WithField("disk", d).Debug("scsi disk removed")
+	return nil
+}
+
+// deleteDevice has QEMU unplug device id and waits for its
+// DEVICE_DELETED; a device QEMU does not have is deleted.
+func (v *VM) deleteDevice(ctx context.Context, qc *qmp.Client, id string) error {
+	deleted := qc.Subscribe(qmp.Named("DEVICE_DELETED", func(data json.RawMessage) bool {
+		var ev struct {
+			Device string `json:"device"`
+		}
+		return json.Unmarshal(data, &ev) == nil && ev.Device == id
+	}))
+	defer deleted.Close()
+	err := qc.Execute(ctx, "device_del", map[string]string{"id": id}, nil)
+	switch {
+	case isClass(err, "DeviceNotFound"):
+		return nil
+	case err != nil:
+		return err
+	}
+	if _, err := deleted.Next(ctx); err != nil {
+		return fmt.Errorf("wait for DEVICE_DELETED of %s: %w", id, err)
+	}
 	return nil
 }
 

@@ -7,9 +7,21 @@ import (
 	"fmt"
 	"net"
 	"strings"
-
-	"github.com/uvmgcs/gcs/host/vm"
 )
+
+// NIC is a network adapter on QEMU's user-mode network in its restricted
+// form: the guest reaches only the forwards listed.
+type NIC struct {
+	Subnet   string    // the user network, e.g. "10.0.2.0/24" (QEMU's default if empty)
+	Forwards []Forward // guest connections the host carries out
+}
+
+// Forward carries the guest's TCP connections to Guest (address:port on
+// the user network) to Host (address:port on the host), one relay per
+// connection.
+type Forward struct {
+	Guest, Host string
+}
 
 // forwardHelper relays one forwarded connection (Debian's busybox-static).
 const forwardHelper = "/bin/busybox"
@@ -18,7 +30,7 @@ const forwardHelper = "/bin/busybox"
 // restricted form: the guest reaches nothing but what n.Forwards names
 // (guest address:port → host address:port). It returns the NIC's MAC,
 // which the guest's network configuration finds it by.
-func (v *VM) AddNIC(ctx context.Context, n vm.NIC) (string, error) {
+func (v *VM) AddNIC(ctx context.Context, n NIC) (string, error) {
 	qc, err := v.running()
 	if err != nil {
 		return "", fmt.Errorf("add nic: %w", err)
@@ -56,4 +68,39 @@ func (v *VM) AddNIC(ctx context.Context, n vm.NIC) (string, error) {
 	}
 	v.nics++
 	return mac, nil
+}
+
+// RemoveNIC hot-removes the NIC with MAC mac that AddNIC added: device_del,
+// DEVICE_DELETED, then netdev_del. A NIC that is not there is removed.
+func (v *VM) RemoveNIC(ctx context.Context, mac string) error {
+	qc, err := v.running()
+	if err != nil {
+		return fmt.Errorf("remove nic %s: %w", mac, err)
+	}
+	var i int
+	if _, err := fmt.Sscanf(mac, "52:54:00:12:35:%02x", &i); err != nil || i < 0x10 {
+		return fmt.Errorf("remove nic %s: not a MAC AddNIC gives", mac)
+	}
+	id := fmt.Sprintf("net%d", i-0x10)
+	v.devMu.Lock()
+	defer v.devMu.Unlock()
+	if err := v.deleteDevice(ctx, qc, id+"-dev"); err != nil {
+		return fmt.Errorf("remove nic %s: %w", mac, err)
+	}
+	if err := qc.Execute(ctx, "netdev_del", map[string]string{"id": id}, nil); err != nil && !isClass(err, "DeviceNotFound") && !isClass(err, "GenericError") {
+		return fmt.Errorf("remove nic %s: %w", mac, err)
+	}
+	return nil
+}
+
+// PlugNIC returns a function that adds n (AddNIC) and says how to remove
+// it again: the form host/uvm's AddNIC takes (uvm.NICPlugger).
+func (v *VM) PlugNIC(n NIC) func(context.Context) (string, func(context.Context) error, error) {
+	return func(ctx context.Context) (string, func(context.Context) error, error) {
+		mac, err := v.AddNIC(ctx, n)
+		if err != nil {
+			return "", nil, err
+		}
+		return mac, func(ctx context.Context) error { return v.RemoveNIC(ctx, mac) }, nil
+	}
 }

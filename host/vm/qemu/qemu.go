@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/uvmgcs/gcs/host/qmp"
 	"github.com/uvmgcs/gcs/host/vm"
 	"github.com/uvmgcs/gcs/internal/log"
+	"github.com/uvmgcs/gcs/transport"
 )
 
 // Binary is the QEMU executable looked up on PATH.
@@ -45,6 +47,7 @@ const (
 // VM is a utility VM run by QEMU. Make one with New.
 type VM struct {
 	cfg  vm.Config
+	opts Options
 	host hostPaths
 
 	mu       sync.Mutex // guards the fields below it up to done
@@ -53,6 +56,7 @@ type VM struct {
 	cmd      *exec.Cmd
 	qmp      *qmp.Client
 	agent    net.Conn
+	mux      *transport.MuxHost // the agent's ports over agent
 	vsockCID uint32
 	stderr   *tailBuffer
 	console  chan struct{} // closed when the console stream ends
@@ -73,8 +77,8 @@ type VM struct {
 
 var _ vm.VM = (*VM)(nil)
 
-// New returns a VM for cfg; nothing happens until Start.
-func New(cfg vm.Config) *VM {
+// New returns a VM for cfg and opts; nothing happens until Start.
+func New(cfg vm.Config, opts Options) *VM {
 	// QEMU runs in its own directory: relative boot files would not resolve.
 	for _, p := range []*string{&cfg.Kernel, &cfg.Initrd} {
 		if *p != "" {
@@ -85,6 +89,7 @@ func New(cfg vm.Config) *VM {
 	}
 	return &VM{
 		cfg:  cfg,
+		opts: opts,
 		host: defaultHostPaths(),
 		done: make(chan struct{}),
 		luns: make(map[uint8]scsiDisk),
@@ -112,6 +117,9 @@ func (v *VM) Start(ctx context.Context) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("start vm: %w", err)
 	}
+	if err := v.opts.validate(); err != nil {
+		return fmt.Errorf("start vm: %w", err)
+	}
 	bin, err := exec.LookPath(Binary)
 	if err != nil {
 		return fmt.Errorf("start vm: %w", err)
@@ -129,7 +137,7 @@ func (v *VM) Start(ctx context.Context) (err error) {
 	v.paths = p
 	v.mu.Unlock()
 
-	accel, reason := chooseAccel(cfg.Accel, v.host)
+	accel, reason := chooseAccel(v.opts.Accel, v.host)
 	var cid uint32
 	if hasVhostVsock(v.host) {
 		cid = newVsockCID()
@@ -146,7 +154,7 @@ func (v *VM) Start(ctx context.Context) (err error) {
 		consoleFile.Close()
 		return fmt.Errorf("start vm: console pipe: %w", err)
 	}
-	args := launch{cfg: cfg, accel: accel, vsockCID: cid, paths: p}.args()
+	args := launch{cfg: cfg, opts: v.opts, accel: accel, vsockCID: cid, paths: p}.args()
 	logger.WithField("args", args).Debug("qemu command line")
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = consoleW
@@ -156,7 +164,9 @@ func (v *VM) Start(ctx context.Context) (err error) {
 	// No VM outlives a crashed or killed host process. Pdeathsig fires
 	// when the OS thread that forked QEMU exits; the Go runtime keeps its
 	// threads for the process's life unless a goroutine exits while locked
-	// to one, which nothing on this path does.
+	// to one, which nothing on this path does. A VM that is to outlive
+	// the process that uses it lives in a relay process (host/uvm.Serve)
+	// and is reached with Attach.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	console := make(chan struct{})
 
@@ -185,6 +195,9 @@ func (v *VM) Start(ctx context.Context) (err error) {
 		streamConsole(consoleR, consoleFile, cfg.ConsoleLog, logger.WithField("console", "ttyS0"))
 	}()
 	go v.reap(cmd)
+	if err := os.WriteFile(p.pidFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
+		return v.startError(ctx, "write pid file", err)
+	}
 
 	qmpConn, err := dialUnix(ctx, p.qmpSocket, v.done)
 	if err != nil {
@@ -274,11 +287,25 @@ func (v *VM) VsockCID() uint32 {
 	return v.vsockCID
 }
 
-// AgentConn implements vm.VM.
-func (v *VM) AgentConn() net.Conn {
+// Agent implements vm.VM: the agent's ports, multiplexed over the
+// virtio-serial channel. It is a *transport.MuxHost, whose SetFallback a
+// relay uses to carry ports nobody in this process listens on.
+// The multiplexer starts with the first call.
+func (v *VM) Agent() transport.Listener {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.agent
+	if v.mux == nil {
+		if v.agent == nil || v.state != stateRunning {
+			return nil
+		}
+		mux, err := transport.NewMuxHost(v.agent)
+		if err != nil { // yamux refuses only a bad config
+			v.logger.WithError(err).Error("agent channel multiplexer")
+			return nil
+		}
+		v.mux = mux
+	}
+	return v.mux
 }
 
 // Done implements vm.VM.
@@ -307,7 +334,7 @@ func (v *VM) stop(ctx context.Context, graceful bool) {
 func (v *VM) shutdown(ctx context.Context, graceful bool) error {
 	v.mu.Lock()
 	v.state = stateStopped
-	cmd, qc, agent, console, p, logger := v.cmd, v.qmp, v.agent, v.console, v.paths, v.logger
+	cmd, qc, agent, mux, console, p, logger := v.cmd, v.qmp, v.agent, v.mux, v.console, v.paths, v.logger
 	v.mu.Unlock()
 
 	if cmd == nil { // never launched, and now never will be
@@ -327,6 +354,9 @@ func (v *VM) shutdown(ctx context.Context, graceful bool) error {
 	}
 	if qc != nil {
 		qc.Close()
+	}
+	if mux != nil {
+		mux.Close()
 	}
 	if agent != nil {
 		agent.Close()

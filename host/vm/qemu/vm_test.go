@@ -67,7 +67,7 @@ func TestStartMissingKernel(t *testing.T) {
 	kernel := filepath.Join(dir, "no-such-vmlinuz")
 	state := filepath.Join(dir, "state")
 
-	v := New(vm.Config{Kernel: kernel, Initrd: initrd, StateDir: state})
+	v := New(vm.Config{Kernel: kernel, Initrd: initrd, StateDir: state}, Options{})
 	err := v.Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), kernel) || !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Start = %v, want a not-exist error naming %s", err, kernel)
@@ -84,7 +84,7 @@ func TestStartMissingKernel(t *testing.T) {
 		t.Errorf("Shutdown after failed Start: %v", err)
 	}
 
-	v = New(vm.Config{Kernel: initrd, Initrd: filepath.Join(dir, "no-such-initrd")})
+	v = New(vm.Config{Kernel: initrd, Initrd: filepath.Join(dir, "no-such-initrd")}, Options{})
 	if err := v.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "no-such-initrd") {
 		t.Errorf("Start with missing initrd = %v", err)
 	}
@@ -92,7 +92,7 @@ func TestStartMissingKernel(t *testing.T) {
 
 func TestShutdownBeforeStart(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state")
-	v := New(vm.Config{Kernel: "/k", Initrd: "/i", StateDir: state})
+	v := New(vm.Config{Kernel: "/k", Initrd: "/i", StateDir: state}, Options{})
 	for range 2 {
 		if err := v.Shutdown(context.Background()); err != nil {
 			t.Fatal(err)
@@ -118,7 +118,7 @@ func TestStartQEMUExitsEarly(t *testing.T) {
 	kernel := filepath.Join(dir, "bogus-kernel")
 	must(t, os.WriteFile(kernel, make([]byte, 4096), 0o644))
 	state := filepath.Join(dir, "state")
-	v := New(vm.Config{Kernel: kernel, Initrd: kernel, StateDir: state, Accel: vm.AccelTCG})
+	v := New(vm.Config{Kernel: kernel, Initrd: kernel, StateDir: state}, Options{Accel: AccelTCG})
 	err := v.Start(testLogCtx(t, 30*time.Second))
 	if err == nil {
 		v.Shutdown(context.Background())
@@ -137,7 +137,7 @@ func TestStartCancelledKillsQEMU(t *testing.T) {
 	kernel := filepath.Join(dir, "kernel")
 	must(t, os.WriteFile(kernel, make([]byte, 4096), 0o644))
 	state := filepath.Join(dir, "state")
-	v := New(vm.Config{Kernel: kernel, Initrd: kernel, StateDir: state, Accel: vm.AccelTCG})
+	v := New(vm.Config{Kernel: kernel, Initrd: kernel, StateDir: state}, Options{Accel: AccelTCG})
 	ctx, cancel := context.WithCancel(testLogCtx(t, 30*time.Second))
 	cancel()
 	if err := v.Start(ctx); !errors.Is(err, context.Canceled) {
@@ -176,16 +176,18 @@ func TestBoot(t *testing.T) {
 	ctx := testLogCtx(t, 90*time.Second)
 	console := newConsoleWatcher()
 	state := filepath.Join(t.TempDir(), "state")
-	v := New(vm.Config{Kernel: g.kernel, Initrd: g.initrd, StateDir: state, ConsoleLog: console})
+	v := New(vm.Config{Kernel: g.kernel, Initrd: g.initrd, StateDir: state, ConsoleLog: console}, Options{})
 	began := time.Now()
 	startVM(ctx, t, v)
 	t.Logf("Start returned after %v", time.Since(began))
 
 	// The agent channel is connected before the guest boots; the guest's
 	// greeting arrives once its init has found the port.
-	agent := v.AgentConn()
+	v.mu.Lock()
+	agent := v.agent // the raw channel: this guest speaks no yamux
+	v.mu.Unlock()
 	if agent == nil {
-		t.Fatal("AgentConn is nil after Start")
+		t.Fatal("no agent channel after Start")
 	}
 	console.waitFor(ctx, t, "the guest marker", func(w *consoleWatcher) bool {
 		return strings.Contains(w.String(), guestMarker)
@@ -295,7 +297,7 @@ func TestShutdownKillsWhenContextEnded(t *testing.T) {
 	g := buildTestGuest(t)
 	ctx := testLogCtx(t, 60*time.Second)
 	state := filepath.Join(t.TempDir(), strings.Repeat("long-state-dir-", 8))
-	v := New(vm.Config{Kernel: g.kernel, Initrd: g.initrd, StateDir: state})
+	v := New(vm.Config{Kernel: g.kernel, Initrd: g.initrd, StateDir: state}, Options{})
 	startVM(ctx, t, v)
 	if v.paths.socketDir == state {
 		t.Fatalf("sockets in %s, a path too long for them", state)

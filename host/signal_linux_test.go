@@ -1,4 +1,4 @@
-package main
+package host
 
 import (
 	"strings"
@@ -16,19 +16,19 @@ func TestParseSignalMatchesLinux(t *testing.T) {
 			continue
 		}
 		for _, s := range []string{name, strings.TrimPrefix(name, "SIG"), strings.ToLower(name), "9"} {
-			got, err := parseSignal(s)
+			got, err := ParseSignal(s)
 			want := int(n)
 			if s == "9" {
 				want = 9
 			}
 			if err != nil || got != want {
-				t.Errorf("parseSignal(%q) = %d, %v; want %d", s, got, err, want)
+				t.Errorf("ParseSignal(%q) = %d, %v; want %d", s, got, err, want)
 			}
 		}
 	}
 	for _, bad := range []string{"0", "65", "NOPE", "SIG"} {
-		if _, err := parseSignal(bad); err == nil {
-			t.Errorf("parseSignal(%q) succeeded", bad)
+		if _, err := ParseSignal(bad); err == nil {
+			t.Errorf("ParseSignal(%q) succeeded", bad)
 		}
 	}
 }
