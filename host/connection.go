@@ -319,3 +319,13 @@ func (gc *GuestConnection) DumpStacks(ctx context.Context) (string, error) {
 
 // allocPort returns a fresh port for a stdio stream.
 func (gc *GuestConnection) allocPort() uint32 { return gc.nextPort.Add(1) }
+
+// ShutdownVM has the agent power the utility VM off. The connection dies
+// with the VM; that is not an error.
+func (gc *GuestConnection) ShutdownVM(ctx context.Context) error {
+	err := gc.RPC(ctx, protocol.ShutdownForced, &protocol.RequestBase{ContainerID: protocol.UVMContainerID}, nil)
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}

@@ -10,7 +10,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/uvmgcs/gcs/host"
+	"github.com/uvmgcs/gcs/host/uvm"
 	"github.com/uvmgcs/gcs/protocol"
 )
 
@@ -90,26 +93,29 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// session is a verb's connection to the running agent.
+// session is a verb's connection to the running agent: and, with --uvm
+// on Linux, the VM's owner, which adds and releases container disks.
 type session struct {
 	ctx  context.Context
 	gc   *host.GuestConnection
+	u    *uvm.UVM // nil without --uvm (and on Windows)
+	name string   // the --uvm VM's name
 	done func()
 }
 
-// connect accepts the agent's next connection on the socket directory, or
-// from the --uvm VM. The session's context ends on SIGINT or SIGTERM;
-// close releases everything.
+// connect reaches the agent on the socket directory, or the --uvm VM.
+// The session's context ends on SIGINT or SIGTERM; close releases
+// everything.
 func (f *cmdFlags) connect() (*session, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	cctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	gc, cleanup, err := connect(cctx, f.dir, f.uvm, "")
+	r, err := reach(cctx, f.dir, f.uvm, "")
 	if err != nil {
 		stop()
 		return nil, fmt.Errorf("%s: %w", f.verb, err)
 	}
-	return &session{ctx: ctx, gc: gc, done: func() { cleanup(); stop() }}, nil
+	return &session{ctx: ctx, gc: r.gc, u: r.u, name: f.uvm, done: func() { r.close(); stop() }}, nil
 }
 
 // close closes the connection.
@@ -134,45 +140,29 @@ func (f *cmdFlags) connectTo(id string) (*session, *host.Container, *protocol.Co
 // plain message when there is no such container.
 func (s *session) open(id string) (*host.Container, *protocol.ContainerState, error) {
 	c, err := s.gc.OpenContainer(s.ctx, id)
-	if err != nil {
-		if host.IsNotFound(err) {
-			return nil, nil, fmt.Errorf("container %q does not exist: %w", id, err)
+	if err == nil {
+		var st *protocol.ContainerState
+		if st, err = c.State(s.ctx); err == nil {
+			return c, st, nil
 		}
-		return nil, nil, err
 	}
-	st, err := c.State(s.ctx)
-	if err != nil {
-		if host.IsNotFound(err) {
-			return nil, nil, fmt.Errorf("container %q does not exist: %w", id, err)
-		}
-		return nil, nil, fmt.Errorf("state of %q: %w", id, err)
+	if errdefs.IsNotFound(err) {
+		return nil, nil, fmt.Errorf("container %q does not exist: %w", id, err)
 	}
-	return c, st, nil
+	return nil, nil, fmt.Errorf("container %q: %w", id, err)
 }
 
-// waitStopped polls container c's state until its init has exited (or the
-// container is gone).
-func (s *session) waitStopped(c *host.Container, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
-	defer cancel()
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for {
-		st, err := c.State(ctx)
-		switch {
-		case host.IsNotFound(err):
-			return nil
-		case err != nil:
-			return fmt.Errorf("wait for %q to stop: %w", c.ID(), err)
-		case st.Status == protocol.StatusStopped || st.Status == protocol.StatusCreated:
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for %q to stop: %w", c.ID(), ctx.Err())
-		case <-t.C:
-		}
+// remove deletes stopped container c in the guest and releases what the
+// VM's owner added for it.
+func (s *session) remove(ctx context.Context, c *host.Container) error {
+	if s.u == nil {
+		return c.Delete(ctx)
 	}
+	uc, err := s.u.OpenContainer(ctx, c.ID())
+	if err != nil {
+		return err
+	}
+	return uc.Delete(ctx)
 }
 
 // exitCode turns a verb's result into the process exit status: usage

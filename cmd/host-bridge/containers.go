@@ -4,11 +4,16 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/uvmgcs/gcs/host"
+	"github.com/uvmgcs/gcs/host/layer"
+	"github.com/uvmgcs/gcs/host/uvm"
 	"github.com/uvmgcs/gcs/protocol"
 )
 
@@ -129,14 +134,14 @@ func deleteMain(args []string) (int, error) {
 		if !*force {
 			return 1, fmt.Errorf("delete %q: container is %s; stop it first or use -f", c.ID(), st.Status)
 		}
-		if err := c.Terminate(s.ctx); err != nil {
-			return 1, fmt.Errorf("delete %q: kill: %w", c.ID(), err)
-		}
-		if err := s.waitStopped(c, stopTimeout); err != nil {
+		kctx, cancel := context.WithTimeout(s.ctx, stopTimeout)
+		err := c.Kill(kctx)
+		cancel()
+		if err != nil {
 			return 1, fmt.Errorf("delete %q: %w", c.ID(), err)
 		}
 	}
-	if err := c.Delete(s.ctx); err != nil {
+	if err := s.remove(s.ctx, c); err != nil {
 		return 1, fmt.Errorf("delete %q: %w", c.ID(), err)
 	}
 	return 0, nil
@@ -149,16 +154,70 @@ func bundleFlag(f *cmdFlags) *string {
 	return b
 }
 
-// create creates container id from spec.
+// create creates container id from spec. In a named VM the spec's
+// root.path is a directory or a tar on this host: it becomes a layer disk
+// (cached by content, shared by every container of that image) under a
+// scratch disk of the container's own, which the VM's owner attaches and
+// releases on delete. Otherwise the root must be where the agent sees it.
 func (s *session) create(id string, spec *specs.Spec) (*host.Container, error) {
-	c, err := s.gc.CreateContainer(s.ctx, id, spec)
-	if err != nil {
-		if host.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("create %q: container already exists: %w", id, err)
+	if s.u == nil {
+		c, err := s.gc.CreateContainer(s.ctx, id, spec)
+		if err != nil {
+			return nil, createError(id, err)
 		}
+		return c, nil
+	}
+	if err := validID(id); err != nil {
+		return nil, err
+	}
+	data := dataDir()
+	l, err := layer.Cache{Dir: filepath.Join(data, "layers")}.Layer(s.ctx, spec.Root.Path)
+	if err != nil {
+		return nil, fmt.Errorf("create %q: pack %s: %w", id, spec.Root.Path, err)
+	}
+	scratch := filepath.Join(data, "scratch", s.name+"-"+id+".img")
+	if err := os.MkdirAll(filepath.Dir(scratch), 0o700); err != nil {
+		return nil, err
+	}
+	os.Remove(scratch) // one left by a create that died
+	if err := layer.Scratch(s.ctx, scratch, scratchMiB); err != nil {
 		return nil, fmt.Errorf("create %q: %w", id, err)
 	}
-	return c, nil
+	c, err := s.u.CreateContainer(s.ctx, id, spec, uvm.ContainerConfig{
+		RootFS: uvm.RootFS{Layers: []string{l}, Scratch: scratch, RemoveScratch: true},
+	})
+	if err != nil {
+		os.Remove(scratch)
+		return nil, createError(id, err)
+	}
+	return c.Container, nil
+}
+
+// scratchMiB is the size of a container's scratch disk (sparse).
+const scratchMiB = 1024
+
+// dataDir holds layer disks by content and containers' scratch disks:
+// $UVMGCS_DATA, else /var/lib/uvmgcs.
+func dataDir() string {
+	if d := os.Getenv("UVMGCS_DATA"); d != "" {
+		return d
+	}
+	return "/var/lib/uvmgcs"
+}
+
+// validID says whether id can name a container (and its files here).
+func validID(id string) error {
+	if id == "" || len(id) > 128 || strings.ContainsAny(id, "/\\\x00") || id == "." || id == ".." {
+		return usageError{fmt.Errorf("container id %q: 1-128 characters, no slashes", id)}
+	}
+	return nil
+}
+
+func createError(id string, err error) error {
+	if errdefs.IsAlreadyExists(err) {
+		return fmt.Errorf("create %q: container already exists: %w", id, err)
+	}
+	return fmt.Errorf("create %q: %w", id, err)
 }
 
 // startDetached starts c's init with no stdio streams.
@@ -193,15 +252,9 @@ func (s *session) startAttached(c *host.Container, tty bool) (int, error) {
 func (s *session) discard(c *host.Container) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), stopTimeout)
 	defer cancel()
-	cleanup := &session{ctx: ctx, gc: s.gc}
-	err := c.Terminate(ctx)
+	err := c.Kill(ctx)
 	if err == nil {
-		err = cleanup.waitStopped(c, stopTimeout)
-	} else if host.IsInvalidState(err) {
-		err = nil // never started
-	}
-	if err == nil {
-		err = c.Delete(ctx)
+		err = s.remove(ctx, c)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "host-bridge: warning: delete %q: %v\n", c.ID(), err)

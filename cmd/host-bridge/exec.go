@@ -16,7 +16,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/uvmgcs/gcs/host"
-	"github.com/uvmgcs/gcs/transport"
 )
 
 // execMain runs one process, in the utility VM or (with --container) in a
@@ -90,13 +89,12 @@ func execMain(args []string) (int, error) {
 	} else {
 		cctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
-		var cleanup func()
-		var err error
-		gc, cleanup, err = connect(cctx, *dir, uvmName, *guest)
+		r, err := reach(cctx, *dir, uvmName, *guest)
 		if err != nil {
 			return 1, err
 		}
-		defer cleanup()
+		defer r.close()
+		gc = r.gc
 	}
 
 	params := stdioParams(*tty, *interactive)
@@ -121,46 +119,6 @@ func execMain(args []string) (int, error) {
 		return 1, err
 	}
 	return attach(ctx, p, *tty)
-}
-
-// connect returns a negotiated connection: from an agent started here (host
-// mode, with guest), or from one that dials the socket directory dir or
-// the long-lived VM named uvmName.
-func connect(ctx context.Context, dir, uvmName, guest string) (*host.GuestConnection, func(), error) {
-	if guest != "" {
-		return startHostMode(ctx, guest, dir)
-	}
-	var ports transport.Listener
-	var where string
-	if uvmName != "" {
-		var err error
-		if ports, where, err = uvmListener(uvmName); err != nil {
-			return nil, nil, err
-		}
-	} else {
-		u := transport.Unix{Dir: dir}
-		ports, where = u, u.Path(transport.BridgePort)
-	}
-	l, err := ports.Listen(transport.BridgePort)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer l.Close()
-	stop := context.AfterFunc(ctx, func() { l.Close() })
-	defer stop()
-	c, err := l.Accept()
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, nil, fmt.Errorf("waiting for the agent on %s: %w", where, ctx.Err())
-		}
-		return nil, nil, err
-	}
-	gc, err := host.Connect(ctx, c, host.Config{IO: ports})
-	if err != nil {
-		c.Close()
-		return nil, nil, err
-	}
-	return gc, func() { gc.Close() }, nil
 }
 
 // agentLog is where a host-mode agent's log goes: stderr when

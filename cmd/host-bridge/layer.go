@@ -5,13 +5,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
+
+	"github.com/uvmgcs/gcs/host/layer"
 )
 
 // layerMain writes an image (busybox by default, or a directory or a tar)
@@ -41,39 +42,15 @@ func layerMain(args []string) (int, error) {
 	}
 	defer os.RemoveAll(work)
 	img := filepath.Join(work, "layer.img")
-	if err := buildLayer(ctx, *image, work, img); err != nil {
+	if err := layer.FromImage(ctx, *image, img); err != nil {
 		return 1, err
 	}
-	// Hyper-V refuses a sparse VHD, and mke2fs leaves holes: write every
-	// byte.
 	vhd := filepath.Join(work, "layer.vhd")
-	if err := copyDense(img, vhd); err != nil {
-		return 1, err
-	}
-	if err := appendVHDFooter(vhd); err != nil {
+	if err := layer.ToVHD(img, vhd); err != nil {
 		return 1, err
 	}
 	if err := os.Rename(vhd, *out); err != nil {
 		return 1, err
 	}
 	return 0, nil
-}
-
-// copyDense copies src to a new file dst, writing its holes as zeros.
-func copyDense(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	// A plain reader: no copy_file_range, which may keep the holes.
-	if _, err := io.Copy(out, struct{ io.Reader }{in}); err != nil {
-		out.Close()
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	return out.Close()
 }

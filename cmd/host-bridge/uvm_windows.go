@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,7 +16,7 @@ import (
 	"github.com/Microsoft/go-winio/pkg/guid"
 	"golang.org/x/sys/windows"
 
-	"github.com/uvmgcs/gcs/protocol"
+	"github.com/uvmgcs/gcs/host"
 	"github.com/uvmgcs/gcs/transport"
 )
 
@@ -44,14 +45,14 @@ func runtimeID(name string) (guid.GUID, error) {
 	return guid.FromString(strings.TrimSpace(string(b)))
 }
 
-// uvmListener is where a verb listens for the agent of the VM name: its
-// hvsockets.
-func uvmListener(name string) (transport.Listener, string, error) {
+// reachUVM takes the next connection of the named VM's agent on its
+// hvsockets. There is no owner: the Windows server holds the VM only.
+func reachUVM(ctx context.Context, name string) (*reached, error) {
 	id, err := runtimeID(name)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	return transport.HvSock{VMID: id}, "hvsocket of VM " + id.String(), nil
+	return accept(ctx, transport.HvSock{VMID: id})
 }
 
 // uvmAgentColumn and uvmAgentAt are what uvm list says about reaching a
@@ -99,9 +100,9 @@ func stopServer(name string, pid int) {
 	defer windows.CloseHandle(h)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if gc, cleanup, err := connect(ctx, "", name, ""); err == nil {
-		gc.RPC(ctx, protocol.ShutdownForced, &protocol.RequestBase{ContainerID: protocol.UVMContainerID}, nil)
-		cleanup()
+	if r, err := reach(ctx, "", name, ""); err == nil {
+		r.gc.ShutdownVM(ctx)
+		r.close()
 	}
 	const grace = 10 * time.Second
 	if ev, _ := windows.WaitForSingleObject(h, uint32(grace/time.Millisecond)); ev == windows.WAIT_OBJECT_0 {
@@ -136,11 +137,7 @@ func uvmServe(args []string) (int, error) {
 		return 1, err
 	}
 	defer m.Shutdown(ctx)
-	lm, ok := m.(interface{ Listener() transport.Listener })
-	if !ok {
-		return 1, errors.New("the VM driver offers no hvsocket listener")
-	}
-	hv, ok := lm.Listener().(transport.HvSock)
+	hv, ok := m.Agent().(transport.HvSock)
 	if !ok {
 		return 1, errors.New("the VM has no hvsocket listener")
 	}
@@ -168,20 +165,128 @@ func waitForAgent(hv transport.HvSock, dead <-chan struct{}) error {
 		return err
 	}
 	defer l.Close()
-	accepted := make(chan error, 1)
-	go func() {
-		c, err := l.Accept()
-		if err == nil {
-			c.Close()
-		}
-		accepted <- err
-	}()
-	select {
-	case err := <-accepted:
+	ctx, cancel := context.WithTimeout(context.Background(), vmBootTimeout)
+	defer cancel()
+	c, err := host.AcceptConn(ctx, l, dead)
+	if err != nil {
 		return err
-	case <-dead:
-		return errors.New("the VM stopped before its agent started")
-	case <-time.After(vmBootTimeout):
-		return errors.New("the agent did not start")
 	}
+	return c.Close()
+}
+
+// uvmDir holds one named VM's state: its server's pid, log and ready
+// marker, and what verbs need to reach its agent.
+func uvmDir(name string) string { return filepath.Join(uvmRoot(), name) }
+
+func validUVMName(name string) bool {
+	if name == "" || len(name) > 32 || name[0] == '.' {
+		return false
+	}
+	return !strings.ContainsFunc(name, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+	})
+}
+
+// uvmStart runs `uvm serve` detached and waits until its agent is ready.
+func uvmStart(args []string) (int, error) {
+	fs := flag.NewFlagSet("uvm start", flag.ContinueOnError)
+	name := fs.String("name", "default", "the VM's name")
+	vf := addVMFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2, usageError{err}
+	}
+	if !validUVMName(*name) {
+		return 2, usageError{fmt.Errorf("uvm name %q: letters, digits, '-', '_', '.'", *name)}
+	}
+	// A driver this OS cannot run fails here, not in the background.
+	if err := vf.checkDriver(); err != nil {
+		return 1, err
+	}
+	dir := uvmDir(*name)
+	if pid, ok := uvmPid(*name); ok {
+		return 1, fmt.Errorf("uvm %q is already running (pid %d)", *name, pid)
+	}
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 1, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		return 1, err
+	}
+	defer logf.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return 1, err
+	}
+	cmd := exec.Command(self, append([]string{"uvm", "serve"}, args...)...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = detached()
+	if err := cmd.Start(); err != nil {
+		return 1, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	ready := filepath.Join(dir, "ready")
+	deadline := time.After(vmBootTimeout)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			fmt.Printf("uvm %s running; %s\n", *name, uvmReachedBy(*name))
+			return 0, nil
+		}
+		select {
+		case err := <-exited:
+			log, _ := os.ReadFile(filepath.Join(dir, "log"))
+			return 1, fmt.Errorf("uvm %q failed to start (%v):\n%s", *name, err, log)
+		case <-deadline:
+			cmd.Process.Kill()
+			return 1, fmt.Errorf("uvm %q: not ready after %v", *name, vmBootTimeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// uvmPid returns the running server's pid for name.
+func uvmPid(name string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(uvmDir(name), "pid"))
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || !processAlive(pid) {
+		return 0, false
+	}
+	return pid, true
+}
+
+func uvmStop(args []string) (int, error) {
+	fs := flag.NewFlagSet("uvm stop", flag.ContinueOnError)
+	name := fs.String("name", "default", "the VM's name")
+	if err := fs.Parse(args); err != nil {
+		return 2, usageError{err}
+	}
+	if !validUVMName(*name) {
+		return 2, usageError{fmt.Errorf("uvm name %q is not valid", *name)}
+	}
+	if pid, ok := uvmPid(*name); ok {
+		stopServer(*name, pid)
+	}
+	return 0, os.RemoveAll(uvmDir(*name))
+}
+
+func uvmList() (int, error) {
+	ents, err := os.ReadDir(uvmRoot())
+	if err != nil && !os.IsNotExist(err) {
+		return 1, err
+	}
+	fmt.Printf("%-16s %-8s %s\n", "NAME", "PID", uvmAgentColumn)
+	for _, e := range ents {
+		pid, ok := uvmPid(e.Name())
+		state := strconv.Itoa(pid)
+		if !ok {
+			state = "stopped"
+		}
+		fmt.Printf("%-16s %-8s %s\n", e.Name(), state, uvmAgentAt(e.Name()))
+	}
+	return 0, nil
 }

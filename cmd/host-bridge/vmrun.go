@@ -16,7 +16,7 @@ import (
 
 	"github.com/uvmgcs/gcs/host"
 	"github.com/uvmgcs/gcs/host/layer"
-	"github.com/uvmgcs/gcs/protocol"
+	"github.com/uvmgcs/gcs/host/uvm"
 )
 
 // usesSocketDir tells the runc-style run (against a running agent) from the
@@ -93,37 +93,26 @@ func vmRunMain(args []string) (int, error) {
 		return 1, err
 	}
 	defer shutdown()
-	gc := u.GuestConnection()
 
 	t1 := time.Now()
-	ld, err := m.AddSCSIDisk(ctx, disks.layer, true)
-	if err != nil {
-		return 1, fmt.Errorf("attach the image layer: %w", err)
-	}
-	sd, err := m.AddSCSIDisk(ctx, disks.scratch, false)
-	if err != nil {
-		return 1, fmt.Errorf("attach the scratch disk: %w", err)
-	}
 	id := "run-" + randomHex(6)
-	root := host.GuestBundleRoot + "/" + id + "/rootfs"
-	unmount, err := gc.MountLayerStack(ctx,
-		[]protocol.MappedVirtualDisk{{Controller: ld.Controller, Lun: ld.LUN, ReadOnly: true}},
-		&protocol.MappedVirtualDisk{Controller: sd.Controller, Lun: sd.LUN, EnsureFilesystem: disks.blankScratch},
-		root)
+	spec := host.DefaultSpec("", argv, *tty)
+	unshare, err := shareVolumes(ctx, u.GuestConnection(), id, volumes, spec)
 	if err != nil {
-		return 1, fmt.Errorf("mount the image in the VM: %w", err)
-	}
-	spec := host.DefaultSpec(root, argv, *tty)
-	unshare, err := shareVolumes(ctx, gc, id, volumes, spec)
-	if err != nil {
-		unmount(context.WithoutCancel(ctx))
 		return 1, err
 	}
-	c, err := gc.CreateContainer(ctx, id, spec)
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer ccancel()
+	defer func() {
+		if serr := unshare(cctx); serr != nil {
+			vf.progress("release the volumes: %v", serr)
+		}
+	}()
+	c, err := u.CreateContainer(ctx, id, spec, uvm.ContainerConfig{
+		RootFS: uvm.RootFS{Layers: []string{disks.layer}, Scratch: disks.scratch, BlankScratch: disks.blankScratch},
+	})
 	if err != nil {
-		unshare(context.WithoutCancel(ctx))
-		unmount(context.WithoutCancel(ctx))
-		return 1, err
+		return 1, fmt.Errorf("run the image in the VM: %w", err)
 	}
 	params := stdioParams(*tty, *interactive)
 	if *tty {
@@ -131,24 +120,16 @@ func vmRunMain(args []string) (int, error) {
 	}
 	p, err := c.CreateProcess(ctx, params)
 	if err != nil {
-		c.Delete(context.WithoutCancel(ctx))
-		unshare(context.WithoutCancel(ctx))
-		unmount(context.WithoutCancel(ctx))
+		if derr := c.Delete(cctx); derr != nil {
+			vf.progress("delete container: %v", derr)
+		}
 		return 1, err
 	}
 	vf.progress("container started in %v", time.Since(t1).Round(time.Millisecond))
 	code, err := attach(ctx, p, *tty)
 	c.Wait()
-	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer ccancel()
 	if derr := c.Delete(cctx); derr != nil {
 		vf.progress("delete container: %v", derr)
-	}
-	if serr := unshare(cctx); serr != nil {
-		vf.progress("release the volumes: %v", serr)
-	}
-	if uerr := unmount(cctx); uerr != nil {
-		vf.progress("unmount the image: %v", uerr)
 	}
 	return code, err
 }
@@ -169,46 +150,26 @@ func runDisks(ctx context.Context, driver, image, work string, scratchMiB int64)
 		if image == "" {
 			image = filepath.Join(bootDir(), "busybox.vhd")
 		}
-		if !isVHD(image) {
+		if !layer.IsVHD(image) {
 			return runFiles{}, usageError{fmt.Errorf("--image %s: the hcs driver attaches VHD files: make one with `host-bridge layer -o busybox.vhd` on Linux", image)}
 		}
 		if _, err := os.Stat(image); err != nil {
 			return runFiles{}, fmt.Errorf("image layer: %w (make it on Linux with `host-bridge layer -o busybox.vhd` and copy it next to host-bridge.exe)", err)
 		}
 		f := runFiles{layer: image, scratch: filepath.Join(work, "scratch.vhd"), blankScratch: true}
-		if err := blankVHD(f.scratch, scratchMiB); err != nil {
+		if err := layer.BlankVHD(f.scratch, scratchMiB); err != nil {
 			return runFiles{}, fmt.Errorf("scratch disk: %w", err)
 		}
 		return f, nil
 	}
 	f := runFiles{layer: filepath.Join(work, "layer.img"), scratch: filepath.Join(work, "scratch.img")}
-	if err := buildLayer(ctx, image, work, f.layer); err != nil {
+	if err := layer.FromImage(ctx, image, f.layer); err != nil {
 		return runFiles{}, err
 	}
 	if err := layer.Scratch(ctx, f.scratch, scratchMiB); err != nil {
 		return runFiles{}, err
 	}
 	return f, nil
-}
-
-// buildLayer writes the image's ext4 layer: busybox by default, else a
-// directory or a tar.
-func buildLayer(ctx context.Context, image, work, out string) error {
-	if image == "" {
-		tree := filepath.Join(work, "busybox")
-		if err := layer.Busybox(ctx, "/bin/busybox", tree); err != nil {
-			return err
-		}
-		return layer.FromDir(ctx, tree, out)
-	}
-	st, err := os.Stat(image)
-	if err != nil {
-		return fmt.Errorf("image: %w", err)
-	}
-	if st.IsDir() {
-		return layer.FromDir(ctx, image, out)
-	}
-	return layer.FromTar(ctx, image, out)
 }
 
 func randomHex(n int) string {

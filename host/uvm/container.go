@@ -24,6 +24,9 @@ type RootFS struct {
 	Scratch string
 	// BlankScratch has the guest format Scratch (ext4) first.
 	BlankScratch bool
+	// RemoveScratch deletes the Scratch file once the container has
+	// released it (a disk made for this container only).
+	RemoveScratch bool
 }
 
 // Mount is a host directory a container sees at Destination, through a
@@ -38,6 +41,11 @@ type Mount struct {
 type ContainerConfig struct {
 	RootFS RootFS
 	Mounts []Mount
+	// Hold are resources the caller added (a root it combined itself,
+	// say) that the container holds from now on: its Delete releases
+	// them, after what CreateContainer added. They are released on a
+	// failed create too.
+	Hold []*Resource
 }
 
 // Container is a container in the UVM together with the resources it
@@ -67,7 +75,7 @@ func (u *UVM) CreateContainer(ctx context.Context, id string, spec *specs.Spec, 
 	u.ctrs[id] = []string{}
 	u.mu.Unlock()
 
-	var taken []*Resource
+	taken := append([]*Resource(nil), cfg.Hold...)
 	defer func() {
 		if retErr == nil {
 			return
@@ -99,14 +107,14 @@ func (u *UVM) CreateContainer(ctx context.Context, id string, spec *specs.Spec, 
 		}
 		var scratch string
 		if rf.Scratch != "" {
-			r, err := take(u.AddSCSI(ctx, rf.Scratch, SCSIOptions{EnsureFilesystem: rf.BlankScratch}))
+			r, err := take(u.AddSCSI(ctx, rf.Scratch, SCSIOptions{EnsureFilesystem: rf.BlankScratch, RemoveFile: rf.RemoveScratch}))
 			if err != nil {
 				return nil, fmt.Errorf("container %q: scratch: %w", id, err)
 			}
 			scratch = r.GuestPath()
 		}
 		root := RootPath(id)
-		if _, err := take(u.combine(ctx, root, layers, scratch)); err != nil {
+		if _, err := take(u.Combine(ctx, root, layers, scratch)); err != nil {
 			return nil, fmt.Errorf("container %q: %w", id, err)
 		}
 		if spec.Root == nil {

@@ -19,11 +19,19 @@ type pmemState struct {
 	Device protocol.VPMemDevice
 }
 
+// PMemOptions say how AddPMem mounts a device.
+type PMemOptions struct {
+	// MountPath is where the guest mounts it; /run/layers/pmem<N> if empty.
+	MountPath string
+	// VerityInfo has the guest check it with dm-verity.
+	VerityInfo *protocol.VerityInfo
+}
+
 // AddPMem attaches the file at path as a read-only VPMem device and
 // mounts it in the guest (a layer), or takes another reference to the
 // device that holds it. Release unmounts it; QEMU cannot unplug a pmem
 // device, so its slot stays taken until the VM stops.
-func (u *UVM) AddPMem(ctx context.Context, path string) (*Resource, error) {
+func (u *UVM) AddPMem(ctx context.Context, path string, o PMemOptions) (*Resource, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil || path == "" {
 		return nil, fmt.Errorf("pmem %q: %w", path, errdefs.ErrInvalidArgument)
@@ -33,7 +41,10 @@ func (u *UVM) AddPMem(ctx context.Context, path string) (*Resource, error) {
 		if err != nil {
 			return fmt.Errorf("attach %s: %w", abs, err)
 		}
-		d := protocol.VPMemDevice{DeviceNumber: n, MountPath: fmt.Sprintf("%s/pmem%d", host.LayerMountRoot, n)}
+		d := protocol.VPMemDevice{DeviceNumber: n, MountPath: o.MountPath, VerityInfo: o.VerityInfo}
+		if d.MountPath == "" {
+			d.MountPath = fmt.Sprintf("%s/pmem%d", host.LayerMountRoot, n)
+		}
 		if err := u.gc.AddVPMemDevice(ctx, d); err != nil {
 			return fmt.Errorf("mount %s at %s: %w", abs, d.MountPath, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/containerd/errdefs"
@@ -26,12 +27,18 @@ type SCSIOptions struct {
 	MountPath string
 	// Options are extra mount options.
 	Options []string
+	// VerityInfo has the guest check the disk with dm-verity.
+	VerityInfo *protocol.VerityInfo
+	// RemoveFile deletes the file once the disk is detached (a scratch
+	// disk made for one container).
+	RemoveFile bool
 }
 
 // scsiState is what a SCSI entry needs to be torn down.
 type scsiState struct {
-	Path string
-	Disk vm.Disk
+	Path       string
+	Disk       vm.Disk
+	RemoveFile bool `json:",omitempty"`
 	// Mount is the guest's MappedVirtualDisk; nil once unmounted.
 	Mount *protocol.MappedVirtualDisk `json:",omitempty"`
 }
@@ -64,6 +71,7 @@ func (u *UVM) addSCSI(ctx context.Context, r *resource, path string, o SCSIOptio
 		MountPath:        o.MountPath,
 		EnsureFilesystem: o.EnsureFilesystem,
 		Options:          o.Options,
+		VerityInfo:       o.VerityInfo,
 	}
 	if md.MountPath == "" {
 		if o.ReadOnly {
@@ -72,7 +80,7 @@ func (u *UVM) addSCSI(ctx context.Context, r *resource, path string, o SCSIOptio
 			md.MountPath = host.ScratchPath(md)
 		}
 	}
-	r.SCSI = &scsiState{Path: path, Disk: d}
+	r.SCSI = &scsiState{Path: path, Disk: d, RemoveFile: o.RemoveFile}
 	if err := u.gc.AddSCSIDisk(ctx, md); err != nil {
 		err = fmt.Errorf("mount %s at %s: %w", path, md.MountPath, err)
 		if uerr := u.unplugSCSI(context.WithoutCancel(ctx), r.SCSI); uerr != nil {
@@ -101,7 +109,15 @@ func (u *UVM) removeSCSI(ctx context.Context, r *resource) error {
 		s.Mount = nil
 		u.mu.Unlock()
 	}
-	return u.unplugSCSI(ctx, s)
+	if err := u.unplugSCSI(ctx, s); err != nil {
+		return err
+	}
+	if s.RemoveFile {
+		if err := os.Remove(s.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			log.G(ctx).WithError(err).Warn("remove a released disk's file")
+		}
+	}
+	return nil
 }
 
 // unplugSCSI has the guest drop the device and the host unplug it.
@@ -120,9 +136,12 @@ type overlayState struct {
 	Combined protocol.CombinedLayers
 }
 
-// combine has the guest mount an overlay of layers (guest paths, top
-// first) at root, writable into scratch (a guest path) unless it is "".
-func (u *UVM) combine(ctx context.Context, root string, layers []string, scratch string) (*Resource, error) {
+// Combine has the guest mount an overlay of layers (guest paths, top
+// first, e.g. Resources' GuestPath) at root, writable into scratch (a
+// guest path) unless it is "". CreateContainer does this for a RootFS;
+// callers that assemble a root from other resources (VPMem layers) use it
+// and hand the result to the container (ContainerConfig.Hold).
+func (u *UVM) Combine(ctx context.Context, root string, layers []string, scratch string) (*Resource, error) {
 	c := protocol.CombinedLayers{ContainerRootPath: root, ScratchPath: scratch}
 	for _, l := range layers {
 		c.Layers = append(c.Layers, protocol.Layer{Path: l})

@@ -14,6 +14,7 @@ package uvm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -23,7 +24,6 @@ import (
 	"github.com/uvmgcs/gcs/host"
 	"github.com/uvmgcs/gcs/host/vm"
 	"github.com/uvmgcs/gcs/internal/log"
-	"github.com/uvmgcs/gcs/protocol"
 	"github.com/uvmgcs/gcs/transport"
 )
 
@@ -145,7 +145,7 @@ func (u *UVM) Done() <-chan struct{} { return u.m.Done() }
 // It is safe to call more than once.
 func (u *UVM) Shutdown(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	_ = u.gc.RPC(sctx, protocol.ShutdownForced, &protocol.RequestBase{ContainerID: protocol.UVMContainerID}, nil)
+	_ = u.gc.ShutdownVM(sctx)
 	cancel()
 	u.gc.Close()
 	err := u.m.Shutdown(ctx)
@@ -156,6 +156,13 @@ func (u *UVM) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Detach closes this process's connection to the agent and leaves the VM
-// and its resources as they are, for a later Attach.
-func (u *UVM) Detach() error { return u.gc.Close() }
+// Detach closes this process's connection to the agent (and lets go of a
+// machine that was attached: qemu's Detach) and leaves the VM and its
+// resources as they are, for a later Attach.
+func (u *UVM) Detach() error {
+	err := u.gc.Close()
+	if d, ok := u.m.(interface{ Detach() error }); ok {
+		err = errors.Join(err, d.Detach())
+	}
+	return err
+}

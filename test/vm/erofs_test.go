@@ -9,6 +9,7 @@ import (
 
 	"github.com/uvmgcs/gcs/host"
 	"github.com/uvmgcs/gcs/host/layer"
+	"github.com/uvmgcs/gcs/host/uvm"
 	"github.com/uvmgcs/gcs/protocol"
 )
 
@@ -20,7 +21,6 @@ func TestVMErofsLayer(t *testing.T) {
 		t.Skip("SKIP (loud): mkfs.erofs (erofs-utils) is not installed")
 	}
 	m := shared.get(t)
-	gc := m.gc()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -32,25 +32,11 @@ func TestVMErofsLayer(t *testing.T) {
 	if out, err := exec.Command("mkfs.erofs", img, tree).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.erofs: %v: %s", err, out)
 	}
-	d, err := m.m.AddSCSIDisk(ctx, img, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		gc.RemoveSCSIDevice(ctx, d.Controller, d.LUN)
-		m.m.RemoveSCSIDisk(ctx, d)
-	}()
-	root := host.GuestBundleRoot + "/vmerofs/rootfs"
-	unmount, err := gc.MountLayerStack(ctx, []protocol.MappedVirtualDisk{{Controller: d.Controller, Lun: d.LUN}}, nil, root)
+	spec := host.DefaultSpec("", []string{"sh", "-c", "cat /etc/passwd | head -1; touch /x 2>/dev/null || echo read-only"}, false)
+	spec.Root.Readonly = true
+	c, err := m.u.CreateContainer(ctx, "vmerofs", spec, uvm.ContainerConfig{RootFS: uvm.RootFS{Layers: []string{img}}})
 	if err != nil {
 		t.Fatalf("mount the erofs layer: %v\nconsole:\n%s", err, m.console)
-	}
-	defer unmount(ctx)
-	spec := host.DefaultSpec(root, []string{"sh", "-c", "cat /etc/passwd | head -1; touch /x 2>/dev/null || echo read-only"}, false)
-	spec.Root.Readonly = true
-	c, err := gc.CreateContainer(ctx, "vmerofs", spec)
-	if err != nil {
-		t.Fatal(err)
 	}
 	p, err := c.CreateProcess(ctx, &protocol.ProcessParameters{CreateStdOutPipe: true, CreateStdErrPipe: true})
 	if err != nil {

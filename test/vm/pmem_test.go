@@ -10,6 +10,7 @@ import (
 
 	"github.com/uvmgcs/gcs/host"
 	"github.com/uvmgcs/gcs/host/layer"
+	"github.com/uvmgcs/gcs/host/uvm"
 	"github.com/uvmgcs/gcs/protocol"
 )
 
@@ -45,21 +46,18 @@ func TestVMVPMemVerityLayer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	img, v := verityLayer(t)
-	n, err := m.m.AddPMem(ctx, img)
+	pm, err := m.u.AddPMem(ctx, img, uvm.PMemOptions{MountPath: "/run/layers/pmem-test", VerityInfo: v})
 	if err != nil {
-		t.Fatal(err)
-	}
-	dev := protocol.VPMemDevice{DeviceNumber: n, MountPath: "/run/layers/pmem-test", VerityInfo: v}
-	if err := gc.AddVPMemDevice(ctx, dev); err != nil {
 		t.Fatalf("mount the pmem layer: %v\nconsole:\n%s", err, m.console)
 	}
-	root := host.GuestBundleRoot + "/vmpmem/rootfs"
-	if err := gc.CombineLayers(ctx, protocol.CombinedLayers{ContainerRootPath: root, Layers: []protocol.Layer{{Path: dev.MountPath}}}); err != nil {
+	root := uvm.RootPath("vmpmem")
+	overlay, err := m.u.Combine(ctx, root, []string{pm.GuestPath()}, "")
+	if err != nil {
 		t.Fatal(err)
 	}
 	spec := host.DefaultSpec(root, []string{"sh", "-c", "echo on-pmem"}, false)
 	spec.Root.Readonly = true
-	c, err := gc.CreateContainer(ctx, "vmpmem", spec)
+	c, err := m.u.CreateContainer(ctx, "vmpmem", spec, uvm.ContainerConfig{Hold: []*uvm.Resource{pm, overlay}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,12 +70,6 @@ func TestVMVPMemVerityLayer(t *testing.T) {
 	}
 	c.Wait()
 	if err := c.Delete(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := gc.RemoveCombinedLayers(ctx, protocol.CombinedLayers{ContainerRootPath: root}); err != nil {
-		t.Fatal(err)
-	}
-	if err := gc.RemoveVPMemDevice(ctx, dev); err != nil {
 		t.Fatal(err)
 	}
 	if r := run(t, gc, "sh", "-c", "ls /dev/mapper | grep -c uvmgcs; grep -c pmem-test /proc/mounts"); r.stdout != "0\n0\n" {
@@ -93,29 +85,20 @@ func TestVMVerityBadDigest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	img, v := verityLayer(t)
-	d, err := m.m.AddSCSIDisk(ctx, img, true)
+	good, err := m.u.AddSCSI(ctx, img, uvm.SCSIOptions{ReadOnly: true, MountPath: "/run/layers/verity-good", VerityInfo: v})
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		gc.RemoveSCSIDevice(ctx, d.Controller, d.LUN)
-		m.m.RemoveSCSIDisk(ctx, d)
-	}()
-	good := protocol.MappedVirtualDisk{Controller: d.Controller, Lun: d.LUN, ReadOnly: true, MountPath: "/run/layers/verity-good", VerityInfo: v}
-	if err := gc.AddSCSIDisk(ctx, good); err != nil {
 		t.Fatalf("good digest: %v", err)
 	}
-	if err := gc.RemoveSCSIDisk(ctx, good); err != nil {
+	if err := good.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	bad := good
 	bv := *v
 	bv.RootDigest = strings.Repeat("0", len(v.RootDigest))
-	bad.VerityInfo, bad.MountPath = &bv, "/run/layers/verity-bad"
-	err = gc.AddSCSIDisk(ctx, bad)
+	_, err = m.u.AddSCSI(ctx, img, uvm.SCSIOptions{ReadOnly: true, MountPath: "/run/layers/verity-bad", VerityInfo: &bv})
 	if err == nil || !strings.Contains(err.Error(), "verity") {
 		t.Fatalf("bad digest: %v, want a dm-verity error", err)
 	}
+	assertNothingAttached(t, m)
 	if r := run(t, gc, "sh", "-c", "ls /dev/mapper | grep -c uvmgcs; grep -c verity- /proc/mounts"); r.stdout != "0\n0\n" {
 		t.Fatalf("left in the VM after a refused mount: %q", r.stdout)
 	}

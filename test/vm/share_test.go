@@ -10,7 +10,6 @@ import (
 	"github.com/uvmgcs/gcs/host/uvm"
 	"github.com/uvmgcs/gcs/host/vm"
 	"github.com/uvmgcs/gcs/host/vm/qemu"
-	"github.com/uvmgcs/gcs/protocol"
 )
 
 // TestVMMappedDirectory: a host directory shared over virtio-9p mounts in
@@ -28,30 +27,34 @@ func TestVMMappedDirectory(t *testing.T) {
 	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	u, err := uvm.Start(ctx, q, uvm.Options{})
+	u, err := uvm.Start(ctx, q, uvm.Options{Sharer: uvm.Tags{rw: "rw", ro: "ro"}})
 	if err != nil {
 		q.Shutdown(context.Background())
 		t.Fatalf("boot: %v\nconsole:\n%s", err, con)
 	}
 	defer u.Shutdown(context.Background())
 	gc := u.GuestConnection()
-	rwd := protocol.MappedDirectory{ShareName: "rw", MountPath: "/run/mounts/share-rw"}
-	rod := protocol.MappedDirectory{ShareName: "ro", MountPath: "/run/mounts/share-ro", ReadOnly: true}
-	for _, d := range []protocol.MappedDirectory{rwd, rod} {
-		if err := gc.AddMappedDirectory(ctx, d); err != nil {
-			t.Fatalf("share %s: %v\n%s", d.ShareName, err, con)
-		}
+	rws, err := u.AddShare(ctx, rw, false)
+	if err != nil {
+		t.Fatalf("share %s: %v\n%s", rw, err, con)
 	}
-	r := run(t, gc, "sh", "-c", "cat /run/mounts/share-ro/hello; echo x > /run/mounts/share-ro/new 2>/dev/null || echo ro-refused; echo written > /run/mounts/share-rw/out")
+	ros, err := u.AddShare(ctx, ro, true)
+	if err != nil {
+		t.Fatalf("share %s: %v\n%s", ro, err, con)
+	}
+	r := run(t, gc, "sh", "-c", "cat "+ros.GuestPath()+"/hello; echo x > "+ros.GuestPath()+"/new 2>/dev/null || echo ro-refused; echo written > "+rws.GuestPath()+"/out")
 	if r.stdout != "from the host\nro-refused\n" {
 		t.Fatalf("guest: %+v", r)
 	}
 	if b, _ := os.ReadFile(filepath.Join(rw, "out")); string(b) != "written\n" {
 		t.Fatalf("host sees %q", b)
 	}
-	for _, d := range []protocol.MappedDirectory{rwd, rod} {
-		if err := gc.RemoveMappedDirectory(ctx, d); err != nil {
+	for _, sh := range []*uvm.Resource{rws, ros} {
+		if err := sh.Release(ctx); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if r := run(t, gc, "sh", "-c", "grep -c "+uvm.ShareMountRoot+" /proc/mounts"); r.stdout != "0\n" {
+		t.Fatalf("shares left mounted: %q", r.stdout)
 	}
 }

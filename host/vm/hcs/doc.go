@@ -9,14 +9,15 @@
 //	boot        Chipset.LinuxKernelDirect: Config.Kernel, Config.Initrd, command line
 //	            "panic=-1 quiet pci=off ... gcs.transport=vsock" + Config.KernelArgs
 //	agent       hvsocket: the guest dials vsock ports, the host listens on their
-//	            service IDs for the VM's runtime ID (Listener, transport.HvSock);
-//	            there is no serial agent channel, so AgentConn is nil
+//	            service IDs for the VM's runtime ID (Agent(), transport.HvSock);
+//	            there is no serial agent channel
 //	disks       Devices.Scsi controllers "0".."3" (scsiKey); hot-added with
 //	            modify requests at VirtualMachine/Devices/Scsi/<ctrl>/Attachments/<lun>
 //	layers      Devices.VirtualPMem, MaximumCount slots; hot-added at
 //	            VirtualMachine/Devices/VirtualPMem/Devices/<n>
-//	console     Options.ConsolePipe: ttyS0 on a named pipe the caller serves;
-//	            Config.ConsoleLog and Config.StateDir are not used
+//	console     Config.ConsoleLog: ttyS0 on a named pipe the driver serves and copies
+//	            there; or Options.ConsolePipe, a pipe the caller serves;
+//	            Config.StateDir is not used
 //	refused     nothing QEMU-only reaches it: Accel and shares are qemu.Options
 //	lifecycle   create → register callback → (SystemCreateCompleted) → read
 //	            RuntimeId → start → (SystemStartCompleted); SystemExited closes Done

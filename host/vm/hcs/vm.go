@@ -58,6 +58,8 @@ type VM struct {
 	shutdownOnce sync.Once
 	shutdownErr  error // set inside shutdownOnce
 
+	consoleStop func() // stops serving the console pipe this VM made
+
 	devMu sync.Mutex // serializes hot-plug; guards the device tables
 	luns  map[uint8]string
 	pmems uint32 // VPMem devices added so far
@@ -108,7 +110,7 @@ func (v *VM) ID() string { return v.opts.ID }
 // Start implements vm.VM: create the compute system, register for its
 // notifications, wait for the create to complete, read its runtime ID,
 // start it and wait for that to complete. It returns once the VM runs;
-// there is no agent channel to connect (see AgentConn). On any failure
+// there is no agent channel to connect (Agent listens on its hvsockets). On any failure
 // the compute system is terminated and its handle closed.
 func (v *VM) Start(ctx context.Context) (err error) {
 	v.mu.Lock()
@@ -136,6 +138,13 @@ func (v *VM) Start(ctx context.Context) (err error) {
 	}
 	if v.opts.ID == "" {
 		return errors.New("start vm: no compute system ID (Options.ID) and none could be generated")
+	}
+	if cfg.ConsoleLog != nil && v.opts.ConsolePipe == "" {
+		name, stop, err := serveConsole(cfg.ConsoleLog)
+		if err != nil {
+			return fmt.Errorf("start vm: %w", err)
+		}
+		v.opts.ConsolePipe, v.consoleStop = name, stop
 	}
 	doc, err := json.Marshal(uvmDocument(cfg, v.opts))
 	if err != nil {
@@ -307,6 +316,9 @@ func (v *VM) finish(err error) {
 	v.doneOnce.Do(func() {
 		v.waitErr = err
 		close(v.done)
+		if v.consoleStop != nil {
+			v.consoleStop()
+		}
 	})
 }
 

@@ -99,7 +99,7 @@ type paths struct {
 	consoleLog string
 	qmpSocket  string
 	attachQMP  string // a second monitor, for a process that attaches later (Attach)
-	pidFile    string
+	attachInfo string // how Attach finds QEMU: its pid and attachQMP
 	agentSock  string
 }
 
@@ -129,7 +129,7 @@ func makePaths(stateDir string) (p paths, err error) {
 	}
 	p.qmpSocket = filepath.Join(p.socketDir, "qmp.sock")
 	p.attachQMP = filepath.Join(p.socketDir, "qmp-attach.sock")
-	p.pidFile = filepath.Join(stateDir, "qemu.pid")
+	p.attachInfo = filepath.Join(stateDir, attachInfoFile)
 	p.agentSock = filepath.Join(p.socketDir, "gcs.sock")
 	return p, nil
 }

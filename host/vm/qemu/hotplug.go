@@ -233,3 +233,27 @@ func isClass(err error, class string) bool {
 	var qe *qmp.Error
 	return errors.As(err, &qe) && qe.Class == class
 }
+
+// BlockFiles lists the files behind the block devices QEMU has (its
+// query-block, not this driver's tables): what is really attached.
+func (v *VM) BlockFiles(ctx context.Context) ([]string, error) {
+	qc, err := v.running()
+	if err != nil {
+		return nil, err
+	}
+	var blocks []struct {
+		Inserted *struct {
+			File string `json:"file"`
+		} `json:"inserted"`
+	}
+	if err := qc.Execute(ctx, "query-block", nil, &blocks); err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, b := range blocks {
+		if b.Inserted != nil {
+			files = append(files, b.Inserted.File)
+		}
+	}
+	return files, nil
+}

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -67,6 +66,8 @@ type VM struct {
 
 	shutdownOnce sync.Once
 	shutdownErr  error // set inside shutdownOnce
+
+	att *attached // set when the VM was reached with Attach
 
 	devMu   sync.Mutex // serializes hot-plug; guards the device tables
 	luns    map[uint8]scsiDisk
@@ -195,8 +196,8 @@ func (v *VM) Start(ctx context.Context) (err error) {
 		streamConsole(consoleR, consoleFile, cfg.ConsoleLog, logger.WithField("console", "ttyS0"))
 	}()
 	go v.reap(cmd)
-	if err := os.WriteFile(p.pidFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
-		return v.startError(ctx, "write pid file", err)
+	if err := writeAttachInfo(p, cmd.Process.Pid); err != nil {
+		return v.startError(ctx, "write attach info", err)
 	}
 
 	qmpConn, err := dialUnix(ctx, p.qmpSocket, v.done)
@@ -294,6 +295,9 @@ func (v *VM) VsockCID() uint32 {
 func (v *VM) Agent() transport.Listener {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.att != nil {
+		return v.att.agent
+	}
 	if v.mux == nil {
 		if v.agent == nil || v.state != stateRunning {
 			return nil
@@ -337,6 +341,9 @@ func (v *VM) shutdown(ctx context.Context, graceful bool) error {
 	cmd, qc, agent, mux, console, p, logger := v.cmd, v.qmp, v.agent, v.mux, v.console, v.paths, v.logger
 	v.mu.Unlock()
 
+	if v.att != nil {
+		return v.shutdownAttached(ctx, qc, logger)
+	}
 	if cmd == nil { // never launched, and now never will be
 		close(v.done)
 		return p.remove()

@@ -1,4 +1,4 @@
-package main
+package layer
 
 import (
 	"crypto/rand"
@@ -19,15 +19,15 @@ const (
 	vhdSector     = 512
 )
 
-// isVHD reports whether path names a VHD or VHDX file by its extension.
-func isVHD(path string) bool {
+// IsVHD reports whether path names a VHD or VHDX file by its extension.
+func IsVHD(path string) bool {
 	p := strings.ToLower(path)
 	return strings.HasSuffix(p, ".vhd") || strings.HasSuffix(p, ".vhdx")
 }
 
-// appendVHDFooter makes the raw image at path a fixed VHD of its current
+// AppendVHDFooter makes the raw image at path a fixed VHD of its current
 // size, which must be a whole number of 512-byte sectors.
-func appendVHDFooter(path string) error {
+func AppendVHDFooter(path string) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return err
@@ -51,10 +51,10 @@ func appendVHDFooter(path string) error {
 	return f.Close()
 }
 
-// blankVHD writes a fixed VHD of sizeMiB holding zeros: a disk the guest
+// BlankVHD writes a fixed VHD of sizeMiB holding zeros: a disk the guest
 // formats (MappedVirtualDisk.EnsureFilesystem). Hyper-V refuses sparse
 // VHD files; Windows does not make this one sparse.
-func blankVHD(path string, sizeMiB int64) error {
+func BlankVHD(path string, sizeMiB int64) error {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
@@ -68,7 +68,7 @@ func blankVHD(path string, sizeMiB int64) error {
 		os.Remove(path)
 		return err
 	}
-	if err := appendVHDFooter(path); err != nil {
+	if err := AppendVHDFooter(path); err != nil {
 		os.Remove(path)
 		return err
 	}

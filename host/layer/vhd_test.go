@@ -1,4 +1,4 @@
-package main
+package layer
 
 import (
 	"bytes"
@@ -75,7 +75,7 @@ func TestBlankVHDReadByQEMU(t *testing.T) {
 	dir := t.TempDir()
 	for _, mib := range []int64{8, 256, 40000} {
 		path := filepath.Join(dir, "blank"+strconv.FormatInt(mib, 10)+".vhd")
-		if err := blankVHD(path, mib); err != nil {
+		if err := BlankVHD(path, mib); err != nil {
 			t.Fatal(err)
 		}
 		var stderr bytes.Buffer
@@ -99,7 +99,7 @@ func TestBlankVHDReadByQEMU(t *testing.T) {
 		if got := footerOf(t, path); vhdChecksum(got) != binary.BigEndian.Uint32(got[64:]) {
 			t.Errorf("%d MiB: bad checksum", mib)
 		}
-		if err := blankVHD(path, mib); err == nil {
+		if err := BlankVHD(path, mib); err == nil {
 			t.Errorf("blankVHD overwrote %s", path)
 		}
 	}
