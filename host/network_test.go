@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/uvmgcs/gcs/guest/bridge"
 	"reflect"
 	"strings"
 	"sync"
@@ -133,4 +134,11 @@ func TestNetworkErrorsOverTheBridge(t *testing.T) {
 	if err := gc.RemoveNetworkNamespace(ctx, testNamespace); err != nil {
 		t.Errorf("remove unknown namespace: %v", err)
 	}
+}
+
+// startResourceGuest runs the guest bridge with res serving the utility
+// VM's ModifySettings, and returns the host's connection to it.
+func startResourceGuest(t *testing.T, res bridge.Resources) *GuestConnection {
+	t.Helper()
+	return startGuestWith(t, res).gc
 }

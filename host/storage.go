@@ -3,14 +3,13 @@ package host
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/uvmgcs/gcs/protocol"
 )
 
-// Guest directories MountLayerStack mounts disks under when the caller
-// names no MountPath.
+// Guest directories layer and scratch disks are mounted under when the
+// caller names no MountPath (host/uvm's AddSCSI).
 const (
 	LayerMountRoot   = "/run/layers"
 	ScratchMountRoot = "/run/mounts/scsi"
@@ -61,7 +60,7 @@ func (gc *GuestConnection) RemoveCombinedLayers(ctx context.Context, c protocol.
 }
 
 // diskID numbers a disk by its SCSI address, so the same disk always gets
-// the same guest path and two containers sharing a layer share its mount.
+// the same guest path.
 func diskID(d protocol.MappedVirtualDisk) string {
 	id := fmt.Sprint(uint32(d.Controller)<<8 | uint32(d.Lun))
 	if d.Partition != 0 {
@@ -70,76 +69,17 @@ func diskID(d protocol.MappedVirtualDisk) string {
 	return id
 }
 
-// LayerPath is where MountLayerStack mounts a layer disk that names no
-// MountPath: /run/layers/p<N>, N = controller*256 + LUN (and "-<partition>"
+// LayerPath is where a read-only layer disk that names no MountPath is
+// mounted: /run/layers/p<N>, N = controller*256 + LUN (and "-<partition>"
 // for a partition).
 func LayerPath(d protocol.MappedVirtualDisk) string {
 	return LayerMountRoot + "/p" + diskID(d)
 }
 
-// ScratchPath is where MountLayerStack mounts a scratch disk that names no
-// MountPath: /run/mounts/scsi/m<N>, N as in LayerPath.
+// ScratchPath is where a scratch disk that names no MountPath is
+// mounted: /run/mounts/scsi/m<N>, N as in LayerPath.
 func ScratchPath(d protocol.MappedVirtualDisk) string {
 	return ScratchMountRoot + "/m" + diskID(d)
-}
-
-// MountLayerStack mounts each layer disk read-only (at its MountPath, or
-// LayerPath), the scratch disk read-write (at its MountPath, or
-// ScratchPath) when there is one, and combines them at rootPath, layers[0]
-// on top. cleanup undoes it all in reverse order. On error nothing it
-// mounted is left mounted.
-func (gc *GuestConnection) MountLayerStack(ctx context.Context, layers []protocol.MappedVirtualDisk, scratch *protocol.MappedVirtualDisk, rootPath string) (cleanup func(ctx context.Context) error, err error) {
-	var undo []func(context.Context) error
-	unwind := func(ctx context.Context) error {
-		var errs []error
-		for i := len(undo) - 1; i >= 0; i-- {
-			if err := undo[i](ctx); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		return errors.Join(errs...)
-	}
-	defer func() {
-		if err != nil {
-			if cerr := unwind(context.WithoutCancel(ctx)); cerr != nil {
-				gc.log.WithError(cerr).Warn("unwinding a layer stack that failed to mount")
-			}
-		}
-	}()
-	mount := func(d protocol.MappedVirtualDisk) error {
-		if err := gc.AddSCSIDisk(ctx, d); err != nil {
-			return fmt.Errorf("mount disk %d:%d at %s: %w", d.Controller, d.Lun, d.MountPath, err)
-		}
-		undo = append(undo, func(ctx context.Context) error { return gc.RemoveSCSIDisk(ctx, d) })
-		return nil
-	}
-	c := protocol.CombinedLayers{ContainerRootPath: rootPath}
-	for _, d := range layers {
-		d.ReadOnly = true
-		if d.MountPath == "" {
-			d.MountPath = LayerPath(d)
-		}
-		if err := mount(d); err != nil {
-			return nil, err
-		}
-		c.Layers = append(c.Layers, protocol.Layer{Path: d.MountPath})
-	}
-	if scratch != nil {
-		d := *scratch
-		d.ReadOnly = false
-		if d.MountPath == "" {
-			d.MountPath = ScratchPath(d)
-		}
-		if err := mount(d); err != nil {
-			return nil, err
-		}
-		c.ScratchPath = d.MountPath
-	}
-	if err := gc.CombineLayers(ctx, c); err != nil {
-		return nil, fmt.Errorf("combine %d layers at %s: %w", len(c.Layers), rootPath, err)
-	}
-	undo = append(undo, func(ctx context.Context) error { return gc.RemoveCombinedLayers(ctx, c) })
-	return unwind, nil
 }
 
 // AddVPMemDevice has the guest mount the VPMem device d.DeviceNumber

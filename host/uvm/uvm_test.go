@@ -40,6 +40,11 @@ type machine struct {
 
 	mu   sync.Mutex
 	luns map[uint8]string
+
+	// plug and unplug, when set, make a hot-plug real for the guest
+	// (a loop device behind a fake sysfs entry).
+	plug   func(path string, lun uint8, ro bool) error
+	unplug func(lun uint8)
 }
 
 // eventLog is the order things happened in, host and guest.
@@ -137,6 +142,11 @@ func (m *machine) AddSCSIDisk(ctx context.Context, path string, ro bool) (vm.Dis
 			if err := m.log.add(fmt.Sprintf("host attach %s lun=%d", filepath.Base(path), lun)); err != nil {
 				return vm.Disk{}, err
 			}
+			if m.plug != nil {
+				if err := m.plug(path, lun, ro); err != nil {
+					return vm.Disk{}, err
+				}
+			}
 			m.luns[lun] = path
 			return vm.Disk{LUN: lun}, nil
 		}
@@ -147,6 +157,9 @@ func (m *machine) RemoveSCSIDisk(ctx context.Context, d vm.Disk) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.luns, d.LUN)
+	if m.unplug != nil {
+		m.unplug(d.LUN)
+	}
 	return m.log.add(fmt.Sprintf("host detach lun=%d", d.LUN))
 }
 
