@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -163,11 +164,12 @@ func (v *VM) Start(ctx context.Context) (err error) {
 	cmd.Stderr = stderr
 	cmd.Dir = p.stateDir
 	// No VM outlives a crashed or killed host process. Pdeathsig fires
-	// when the OS thread that forked QEMU exits; the Go runtime keeps its
-	// threads for the process's life unless a goroutine exits while locked
-	// to one, which nothing on this path does. A VM that is to outlive
-	// the process that uses it lives in a relay process (host/uvm.Serve)
-	// and is reached with Attach.
+	// when the OS thread that forked QEMU exits, and a goroutine that ends
+	// while locked to its thread (netns code in a shim does that) takes
+	// the thread with it: startLocked forks from a thread of its own that
+	// lives until QEMU has exited. A VM that is to outlive the process that
+	// uses it lives in a relay process (host/uvm/named) and is reached
+	// with Attach.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	console := make(chan struct{})
 
@@ -176,7 +178,7 @@ func (v *VM) Start(ctx context.Context) (err error) {
 	v.mu.Lock()
 	if v.state != stateStarting {
 		err = fmt.Errorf("start vm: shut down during start: %w", vm.ErrNotRunning)
-	} else if err = cmd.Start(); err != nil {
+	} else if err = v.startLocked(cmd); err != nil {
 		err = fmt.Errorf("start vm: run %s: %w", bin, err)
 	} else {
 		logger = logger.WithField("qemu-pid", cmd.Process.Pid)
@@ -234,6 +236,21 @@ func (v *VM) Start(ctx context.Context) (err error) {
 	v.state = stateRunning
 	logger.WithField("qemu", qc.Greeting().Version.String()).Info("qemu running")
 	return nil
+}
+
+// startLocked starts cmd from an OS thread locked for the purpose, which
+// exits only after QEMU has been reaped (Pdeathsig is per thread).
+func (v *VM) startLocked(cmd *exec.Cmd) error {
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			<-v.done
+		}
+	}()
+	return <-started
 }
 
 // exitWait is how long a failed Start waits for QEMU to exit on its own,
