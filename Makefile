@@ -26,7 +26,7 @@ GCS     := $(abspath $(OUT)/gcs)
 HOSTBR  := $(abspath $(OUT)/host-bridge)
 BOOT_FILES := $(OUT)/initrd.img $(OUT)/rootfs.tar.gz $(OUT)/vmlinux
 # Unit packages also run under the race detector.
-RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/... ./host/ ./guest/storage/share/
+RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/... ./host/ ./guest/storage/share/ ./host/uvm/
 # The host library and CLI as a Windows host builds them (host/vm/hcs,
 # hvsocket). host/vm/qemu and host/hostmode are build-tagged linux; guest/
 # and cmd/gcs are Linux programs.
