@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uvmgcs/gcs/host"
 	"github.com/uvmgcs/gcs/host/uvm"
 	"github.com/uvmgcs/gcs/host/vm"
 	"github.com/uvmgcs/gcs/host/vm/qemu"
+	"github.com/uvmgcs/gcs/protocol"
 )
 
 // TestVMMappedDirectory: a host directory shared over virtio-9p mounts in
@@ -56,5 +58,34 @@ func TestVMMappedDirectory(t *testing.T) {
 	}
 	if r := run(t, gc, "sh", "-c", "grep -c "+uvm.ShareMountRoot+" /proc/mounts"); r.stdout != "0\n" {
 		t.Fatalf("shares left mounted: %q", r.stdout)
+	}
+
+	// A container's bind mounts of host directories go through the same
+	// shares, and its Delete releases them with its disks.
+	layerImg, scratchImg := images(t)
+	spec := host.DefaultSpec("", []string{"sh", "-c", "cat /in/hello; echo x > /in/y 2>/dev/null || echo ro; echo from-ctr > /out/z"}, false)
+	c, err := u.CreateContainer(ctx, "vmmounts", spec, uvm.ContainerConfig{
+		RootFS: uvm.RootFS{Layers: []string{layerImg}, Scratch: scratchImg},
+		Mounts: []uvm.Mount{{Source: ro, Destination: "/in", ReadOnly: true}, {Source: rw, Destination: "/out"}},
+	})
+	if err != nil {
+		t.Fatalf("create with mounts: %v\n%s", err, con)
+	}
+	p, err := c.CreateProcess(ctx, &protocol.ProcessParameters{CreateStdOutPipe: true, CreateStdErrPipe: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := collect(t, p); r.stdout != "from the host\nro\n" {
+		t.Fatalf("container with mounts: %+v", r)
+	}
+	c.Wait()
+	if err := c.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(rw, "z")); string(b) != "from-ctr\n" {
+		t.Fatalf("the host sees %q from the container", b)
+	}
+	if res := u.Resources(); len(res) != 0 {
+		t.Fatalf("left after delete: %+v", res)
 	}
 }
