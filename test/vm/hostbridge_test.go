@@ -1,12 +1,17 @@
 package vm
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/uvmgcs/gcs/host"
+	"github.com/uvmgcs/gcs/host/layer"
 )
 
 func hostBridge(t *testing.T) string {
@@ -42,8 +47,11 @@ func TestHostBridgeRunInVM(t *testing.T) {
 func TestHostBridgeUVM(t *testing.T) {
 	hb := hostBridge(t)
 	name := fmt.Sprintf("test%d", os.Getpid())
+	data := t.TempDir()
 	hbRun := func(args ...string) (string, error) {
-		b, err := exec.Command(hb, args...).CombinedOutput()
+		cmd := exec.Command(hb, args...)
+		cmd.Env = append(os.Environ(), "UVMGCS_DATA="+data)
+		b, err := cmd.CombinedOutput()
 		return string(b), err
 	}
 	t.Cleanup(func() { hbRun("uvm", "stop", "--name", name) })
@@ -58,6 +66,38 @@ func TestHostBridgeUVM(t *testing.T) {
 			t.Fatalf("exec %d in the uvm: %v %q", i, err, out)
 		}
 	}
+	// A bundle whose root is a tar on this host: create, start, kill and
+	// delete, each verb its own process; delete releases the disks.
+	bundle := t.TempDir()
+	tree := filepath.Join(bundle, "tree")
+	if err := layer.Busybox(context.Background(), "/bin/busybox", tree); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("tar", "-C", tree, "-cf", filepath.Join(bundle, "rootfs.tar"), ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	spec, _ := json.Marshal(host.DefaultSpec("rootfs.tar", []string{"sleep", "600"}, false))
+	os.WriteFile(filepath.Join(bundle, "config.json"), spec, 0o644)
+	for _, args := range [][]string{
+		{"create", "--uvm", name, "--bundle", bundle, "t1"},
+		{"start", "--uvm", name, "-d", "t1"},
+		{"kill", "--uvm", name, "t1", "KILL"},
+		{"delete", "--uvm", name, "-f", "t1"},
+	} {
+		if out, err := hbRun(args...); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	if out, err := hbRun("list", "--uvm", name, "-q"); err != nil || out != "" {
+		t.Fatalf("containers left: %v %q", err, out)
+	}
+	if b, err := os.ReadFile(filepath.Join("/run/uvmgcs/uvm", name, "uvm.json")); err != nil || strings.Contains(string(b), "scsi:") {
+		t.Fatalf("the VM's resource table after delete: %v\n%s", err, b)
+	}
+	if l, _ := filepath.Glob(filepath.Join(data, "scratch", "*")); len(l) != 0 {
+		t.Fatalf("scratch files left: %q", l)
+	}
+
 	out, _ := hbRun("uvm", "list")
 	pid := ""
 	for _, line := range strings.Split(out, "\n") {
