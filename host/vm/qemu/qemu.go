@@ -414,3 +414,16 @@ func (v *VM) running() (*qmp.Client, error) {
 	}
 	return v.qmp, nil
 }
+
+// Pid is the QEMU process's id, 0 before Start launched it.
+func (v *VM) Pid() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.att != nil {
+		return v.att.pid
+	}
+	if v.cmd == nil || v.cmd.Process == nil {
+		return 0
+	}
+	return v.cmd.Process.Pid
+}
