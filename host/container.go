@@ -214,7 +214,7 @@ func ignoreStopped(err error) error {
 // UvmgcsPauseResumeSupported.
 func (c *Container) Pause(ctx context.Context) error {
 	if !c.gc.caps.GuestDefinedCapabilities.UvmgcsPauseResumeSupported {
-		return fmt.Errorf("guest does not support pause: %w", protocol.HrNotImpl)
+		return Classify(fmt.Errorf("guest does not support pause: %w", protocol.HrNotImpl))
 	}
 	return c.gc.RPC(ctx, protocol.Pause, &protocol.RequestBase{ContainerID: c.id}, nil)
 }
@@ -222,7 +222,7 @@ func (c *Container) Pause(ctx context.Context) error {
 // Resume thaws a paused container.
 func (c *Container) Resume(ctx context.Context) error {
 	if !c.gc.caps.GuestDefinedCapabilities.UvmgcsPauseResumeSupported {
-		return fmt.Errorf("guest does not support resume: %w", protocol.HrNotImpl)
+		return Classify(fmt.Errorf("guest does not support resume: %w", protocol.HrNotImpl))
 	}
 	return c.gc.RPC(ctx, protocol.Resume, &protocol.RequestBase{ContainerID: c.id}, nil)
 }
@@ -339,7 +339,7 @@ func (c *Container) State(ctx context.Context) (*protocol.ContainerState, error)
 		return nil, err
 	}
 	if props.UvmgcsState == nil {
-		return nil, fmt.Errorf("guest sent no state: %w", protocol.HrNotImpl)
+		return nil, Classify(fmt.Errorf("guest sent no state: %w", protocol.HrNotImpl))
 	}
 	return props.UvmgcsState, nil
 }
