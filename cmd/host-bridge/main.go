@@ -32,8 +32,11 @@
 //
 // The container verbs act on containers of an agent that is already
 // running. create reads BUNDLE/config.json (a relative root.path is taken
-// from the bundle directory; the root filesystem must lie inside the
-// agent's state root). start runs the container's init: with -d it returns
+// from the bundle directory). With --socket-dir the root filesystem must
+// lie inside the agent's state root; with --uvm NAME it is a directory or
+// a tar on this host, packed into a layer disk cached by content and
+// attached with a scratch disk of the container's own, which delete
+// releases (host/uvm does the attaching, mounting and releasing). start runs the container's init: with -d it returns
 // at once, else it relays stdio and exits with the init's exit code. run is
 // create and start; attached, it deletes the container after the init exits
 // unless --keep is given.
@@ -48,12 +51,13 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-const usage = `usage: host-bridge <command> --socket-dir DIR [flags] [args]
+const usage = `usage: host-bridge <command> --socket-dir DIR|--uvm NAME [flags] [args]
 
 commands:
   exec    run one process in the utility VM (or with --container ID in a
           container) and stream its stdio
-  create  create a container from a bundle (--bundle B, default .)
+  create  create a container from a bundle (--bundle B, default .; with
+          --uvm NAME its root.path is a directory or tar on this host)
   start   start a created container's init (-d: detached)
   run     create and start a container (-d: detached)
   ps      print the pids of a container's processes
