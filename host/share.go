@@ -30,38 +30,56 @@ type Share struct {
 // hcsshim's Plan9 share: the guest dials the port and mounts 9p over the
 // connection (MappedDirectory with a Port).
 func (gc *GuestConnection) ShareDirectory(ctx context.Context, hostDir, guestPath string, readOnly bool) (*Share, error) {
+	d, srv, err := gc.serveDirectory(hostDir, readOnly)
+	if err != nil {
+		return nil, err
+	}
+	d.MountPath = guestPath
+	s := &Share{gc: gc, srv: srv, d: d}
+	if err := gc.AddMappedDirectory(ctx, s.d); err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("share %s at %s: %w", hostDir, guestPath, err)
+	}
+	return s, nil
+}
+
+// ServeDirectory is ShareDirectory's host half: it serves hostDir over a
+// fresh port of the agent channel and returns the MappedDirectory (its
+// MountPath empty) the guest mounts it with, and a function that stops
+// serving, to call after the guest has unmounted it. host/uvm's Plan9
+// sharer uses it.
+func (gc *GuestConnection) ServeDirectory(hostDir string, readOnly bool) (protocol.MappedDirectory, func(), error) {
+	d, srv, err := gc.serveDirectory(hostDir, readOnly)
+	if err != nil {
+		return protocol.MappedDirectory{}, nil, err
+	}
+	return d, func() { srv.Close() }, nil
+}
+
+func (gc *GuestConnection) serveDirectory(hostDir string, readOnly bool) (protocol.MappedDirectory, *plan9.Server, error) {
+	var d protocol.MappedDirectory
 	if gc.cfg.IO == nil {
-		return nil, fmt.Errorf("share %s: the connection has no port listener (Config.IO)", hostDir)
+		return d, nil, fmt.Errorf("share %s: the connection has no port listener (Config.IO)", hostDir)
 	}
 	if fi, err := os.Stat(hostDir); err != nil {
-		return nil, fmt.Errorf("share %s: %w", hostDir, err)
+		return d, nil, fmt.Errorf("share %s: %w", hostDir, err)
 	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("share %s: not a directory", hostDir)
+		return d, nil, fmt.Errorf("share %s: not a directory", hostDir)
 	}
 	port := gc.allocPort()
 	// hcsshim names its shares with decimal numbers; ours is the port's.
 	name := strconv.FormatUint(uint64(port), 10)
 	srv := plan9.New()
 	if err := srv.Export(name, hostDir, readOnly); err != nil {
-		return nil, fmt.Errorf("share %s: %w", hostDir, err)
+		return d, nil, fmt.Errorf("share %s: %w", hostDir, err)
 	}
 	l, err := gc.cfg.IO.Listen(port)
 	if err != nil {
 		srv.Close()
-		return nil, fmt.Errorf("share %s: %w", hostDir, err)
+		return d, nil, fmt.Errorf("share %s: %w", hostDir, err)
 	}
 	go srv.Serve(l)
-	s := &Share{gc: gc, srv: srv, d: protocol.MappedDirectory{
-		MountPath: guestPath,
-		Port:      port,
-		ShareName: name,
-		ReadOnly:  readOnly,
-	}}
-	if err := gc.AddMappedDirectory(ctx, s.d); err != nil {
-		srv.Close()
-		return nil, fmt.Errorf("share %s at %s: %w", hostDir, guestPath, err)
-	}
-	return s, nil
+	return protocol.MappedDirectory{Port: port, ShareName: name, ReadOnly: readOnly}, srv, nil
 }
 
 // GuestPath is where the guest mounted the share.

@@ -97,19 +97,11 @@ func vmRunMain(args []string) (int, error) {
 	t1 := time.Now()
 	id := "run-" + randomHex(6)
 	spec := host.DefaultSpec("", argv, *tty)
-	unshare, err := shareVolumes(ctx, u.GuestConnection(), id, volumes, spec)
-	if err != nil {
-		return 1, err
-	}
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer ccancel()
-	defer func() {
-		if serr := unshare(cctx); serr != nil {
-			vf.progress("release the volumes: %v", serr)
-		}
-	}()
 	c, err := u.CreateContainer(ctx, id, spec, uvm.ContainerConfig{
 		RootFS: uvm.RootFS{Layers: []string{disks.layer}, Scratch: disks.scratch, BlankScratch: disks.blankScratch},
+		Mounts: volumes,
 	})
 	if err != nil {
 		return 1, fmt.Errorf("run the image in the VM: %w", err)

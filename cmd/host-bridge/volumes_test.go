@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/uvmgcs/gcs/host/uvm"
 )
 
 func TestParseVolume(t *testing.T) {
@@ -12,19 +14,19 @@ func TestParseVolume(t *testing.T) {
 	os.WriteFile(file, nil, 0o644)
 	for _, tc := range []struct {
 		in   string
-		want volume
+		want uvm.Mount
 		ok   bool
 	}{
-		{dir + ":/data", volume{dir, "/data", false}, true},
-		{dir + ":/data/:ro", volume{dir, "/data", true}, true},
-		{dir + ":/data:rw", volume{dir, "/data", false}, true},
-		{dir + ":data", volume{}, false},
-		{dir + ":/", volume{}, false},
-		{dir + ":/data:rx", volume{}, false},
-		{dir, volume{}, false},
-		{":/data", volume{}, false},
-		{file + ":/data", volume{}, false},
-		{filepath.Join(dir, "missing") + ":/data", volume{}, false},
+		{dir + ":/data", uvm.Mount{Source: dir, Destination: "/data", ReadOnly: false}, true},
+		{dir + ":/data/:ro", uvm.Mount{Source: dir, Destination: "/data", ReadOnly: true}, true},
+		{dir + ":/data:rw", uvm.Mount{Source: dir, Destination: "/data", ReadOnly: false}, true},
+		{dir + ":data", uvm.Mount{}, false},
+		{dir + ":/", uvm.Mount{}, false},
+		{dir + ":/data:rx", uvm.Mount{}, false},
+		{dir, uvm.Mount{}, false},
+		{":/data", uvm.Mount{}, false},
+		{file + ":/data", uvm.Mount{}, false},
+		{filepath.Join(dir, "missing") + ":/data", uvm.Mount{}, false},
 	} {
 		got, err := parseVolume(tc.in)
 		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {

@@ -64,13 +64,29 @@ func (u *UVM) removePMem(ctx context.Context, r *resource) error {
 }
 
 // A Sharer offers host directories to the guest. It is the pluggable part
-// of a share: virtio-9p tags a driver set up at boot (Tags), or a Plan9
-// server the host runs for the guest to dial.
+// of a share: a Plan9 server on a port of the agent channel (Plan9, the
+// default), or virtio-9p tags a driver set up at boot (Tags).
 type Sharer interface {
-	// Share offers the directory at hostPath and returns how the guest
-	// mounts it (the UVM sets MountPath and ReadOnly) and a function that
-	// stops offering it, called after the guest has unmounted it.
-	Share(ctx context.Context, hostPath string, readOnly bool) (protocol.MappedDirectory, func(context.Context) error, error)
+	// Share offers the directory at hostPath to the guest behind gc and
+	// returns how the guest mounts it (the UVM sets MountPath and
+	// ReadOnly) and a function that stops offering it, called after the
+	// guest has unmounted it.
+	Share(ctx context.Context, gc *host.GuestConnection, hostPath string, readOnly bool) (protocol.MappedDirectory, func(context.Context) error, error)
+}
+
+// Plan9 is the Sharer that serves each directory with a 9p server on a
+// fresh port of the agent channel, which the guest dials and mounts
+// (hcsshim's Plan9 share; host/plan9). It works on every driver; the
+// server lives in this process, so a share ends with it.
+type Plan9 struct{}
+
+// Share implements Sharer.
+func (Plan9) Share(_ context.Context, gc *host.GuestConnection, hostPath string, readOnly bool) (protocol.MappedDirectory, func(context.Context) error, error) {
+	d, stop, err := gc.ServeDirectory(hostPath, readOnly)
+	if err != nil {
+		return d, nil, err
+	}
+	return d, func(context.Context) error { stop(); return nil }, nil
 }
 
 // Tags is the Sharer for directories a driver offers at boot under
@@ -78,7 +94,7 @@ type Sharer interface {
 type Tags map[string]string
 
 // Share implements Sharer.
-func (t Tags) Share(_ context.Context, hostPath string, _ bool) (protocol.MappedDirectory, func(context.Context) error, error) {
+func (t Tags) Share(_ context.Context, _ *host.GuestConnection, hostPath string, _ bool) (protocol.MappedDirectory, func(context.Context) error, error) {
 	tag, ok := t[filepath.Clean(hostPath)]
 	if !ok {
 		return protocol.MappedDirectory{}, nil, fmt.Errorf("%s is not shared with the VM at boot: %w", hostPath, errdefs.ErrNotFound)
@@ -96,11 +112,13 @@ type shareState struct {
 }
 
 // AddShare offers the host directory at path to the guest through the
-// UVM's Sharer and mounts it there (read-only when readOnly), or takes
-// another reference to that mount.
+// UVM's Sharer (Plan9 unless Options.Sharer says otherwise) and mounts it
+// there (read-only when readOnly), or takes another reference to that
+// mount.
 func (u *UVM) AddShare(ctx context.Context, path string, readOnly bool) (*Resource, error) {
-	if u.opts.Sharer == nil {
-		return nil, fmt.Errorf("share %s: the VM has no Sharer: %w", path, errdefs.ErrNotImplemented)
+	sharer := u.opts.Sharer
+	if sharer == nil {
+		sharer = Plan9{}
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil || path == "" {
@@ -108,7 +126,7 @@ func (u *UVM) AddShare(ctx context.Context, path string, readOnly bool) (*Resour
 	}
 	key := fmt.Sprintf("%s:%s:ro=%t", kindShare, abs, readOnly)
 	return u.acquire(ctx, key, kindShare, true, func(ctx context.Context, r *resource) error {
-		md, unshare, err := u.opts.Sharer.Share(ctx, abs, readOnly)
+		md, unshare, err := sharer.Share(ctx, u.gc, abs, readOnly)
 		if err != nil {
 			return fmt.Errorf("share %s: %w", abs, err)
 		}

@@ -50,7 +50,7 @@ type Options struct {
 	// later (Attach) can release what this one added. None if empty.
 	StateFile string
 	// Sharer offers host directories to the guest (AddShare, container
-	// mounts); without one, shares are refused.
+	// mounts); Plan9 (a 9p server on an agent-channel port) if nil.
 	Sharer Sharer
 }
 

@@ -241,3 +241,41 @@ func TestVMBlankScratch(t *testing.T) {
 	}
 	assertNothingAttached(t, m)
 }
+
+// TestVMContainerVolumes: host directories bound into a container through
+// the owner's default sharer (9p servers on agent-channel ports),
+// read-only and read-write, released with the container.
+func TestVMContainerVolumes(t *testing.T) {
+	m := shared.get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	layerImg, scratchImg := images(t)
+	ro, rw := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(ro, "hello"), []byte("from the host\n"), 0o644)
+	spec := host.DefaultSpec("", []string{"sh", "-c", "cat /in/hello; echo x > /in/y 2>/dev/null || echo ro; echo from-ctr > /out/z"}, false)
+	c, err := m.u.CreateContainer(ctx, "vmvolumes", spec, uvm.ContainerConfig{
+		RootFS: uvm.RootFS{Layers: []string{layerImg}, Scratch: scratchImg},
+		Mounts: []uvm.Mount{{Source: ro, Destination: "/in", ReadOnly: true}, {Source: rw, Destination: "/out"}},
+	})
+	if err != nil {
+		t.Fatalf("create with volumes: %v\nconsole:\n%s", err, m.console)
+	}
+	p, err := c.CreateProcess(ctx, &protocol.ProcessParameters{CreateStdOutPipe: true, CreateStdErrPipe: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := collect(t, p); r.stdout != "from the host\nro\n" {
+		t.Fatalf("container with volumes: %+v", r)
+	}
+	c.Wait()
+	if err := c.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(rw, "z")); string(b) != "from-ctr\n" {
+		t.Fatalf("the host sees %q from the container", b)
+	}
+	if r := run(t, m.gc(), "sh", "-c", "grep -c "+uvm.ShareMountRoot+" /proc/mounts"); r.stdout != "0\n" {
+		t.Fatalf("shares left mounted: %q", r.stdout)
+	}
+	assertNothingAttached(t, m)
+}

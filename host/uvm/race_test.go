@@ -1,0 +1,5 @@
+//go:build race
+
+package uvm_test
+
+const raceEnabled = true
