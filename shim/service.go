@@ -1,0 +1,645 @@
+// Package shim is the containerd runtime v2 task service of
+// containerd-shim-uvmgcs-v1: the tasks of one group (a pod, or containers
+// sharing the io.containerd.runc.v2.group annotation) run as containers in
+// one utility VM, which the service boots on the first Create and powers off
+// at the last Shutdown. Root filesystems become cached erofs layer disks
+// plus a scratch disk per container (rootfs.go, layers/); task events go to
+// containerd through a queue that survives its restarts (events.go). All
+// calls into the host library are in guest.go.
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+
+	eventstypes "github.com/containerd/containerd/api/events"
+	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
+	"github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/log"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/uvmgcs/gcs/shim/layers"
+)
+
+// Version is reported by Connect and -v.
+const Version = "0.1.0"
+
+// vmBootTimeout bounds a VM's boot up to its agent's negotiation (TCG).
+const vmBootTimeout = 2 * time.Minute
+
+// oomWait is how long an init's exit waits for the container's exit
+// notification, which says whether the OOM killer ended it.
+const oomWait = 2 * time.Second
+
+// validID is containerd's identifier grammar.
+var validID = regexp.MustCompile(`^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$`)
+
+const maxIDLength = 76
+
+// EventPublisher is where task events go (*Publisher).
+type EventPublisher interface {
+	Publish(ctx context.Context, topic string, ev proto.Message)
+}
+
+// Options configure a Service.
+type Options struct {
+	// StateDir is the group's directory on the host: the VM's sockets
+	// (vm/) and qemu.pid.
+	StateDir  string
+	Publisher EventPublisher
+}
+
+// Service implements containerd's task v2 API for one group.
+type Service struct {
+	opts Options
+	ctx  context.Context
+
+	bootMu sync.Mutex // serialises the VM's boot
+	mu     sync.Mutex
+	sb     sandbox
+	cfg    Config
+	disks  *diskSet
+	tasks  map[string]*shimTask
+
+	done     chan struct{} // closed when Shutdown found no task left
+	doneOnce sync.Once
+}
+
+var _ taskAPI.TTRPCTaskService = (*Service)(nil)
+
+// New returns a service; ctx carries its logger and outlives requests.
+func New(ctx context.Context, opts Options) *Service {
+	return &Service{opts: opts, ctx: ctx, tasks: make(map[string]*shimTask), done: make(chan struct{})}
+}
+
+// Done is closed when containerd shut the service down with no task left.
+func (s *Service) Done() <-chan struct{} { return s.done }
+
+// Close powers the VM off.
+func (s *Service) Close(ctx context.Context) error {
+	s.mu.Lock()
+	sb := s.sb
+	s.mu.Unlock()
+	if sb == nil {
+		return nil
+	}
+	err := sb.Close(ctx)
+	os.Remove(filepath.Join(s.opts.StateDir, "qemu.pid"))
+	return err
+}
+
+func (s *Service) publish(topic string, ev proto.Message) {
+	if s.opts.Publisher != nil {
+		s.opts.Publisher.Publish(s.ctx, topic, ev)
+	}
+}
+
+func (s *Service) vmPid() uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sb == nil {
+		return 0
+	}
+	return uint32(s.sb.Pid())
+}
+
+func (s *Service) getTask(id string) (*shimTask, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tasks[id]
+	if !ok {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrNotFound, "task %q", id)
+	}
+	return t, nil
+}
+
+func (s *Service) getProcess(id, execID string) (*shimTask, *process, error) {
+	t, err := s.getTask(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := t.process(execID)
+	if err != nil {
+		return nil, nil, errgrpc.ToGRPC(err)
+	}
+	return t, p, nil
+}
+
+// ensureVM boots the group's VM on the first Create, with the
+// configuration the runtime options name.
+func (s *Service) ensureVM(ctx context.Context, opts *anypb.Any) (sandbox, *diskSet, Config, error) {
+	s.bootMu.Lock()
+	defer s.bootMu.Unlock()
+	s.mu.Lock()
+	sb, disks, cfg := s.sb, s.disks, s.cfg
+	s.mu.Unlock()
+	if sb != nil {
+		select {
+		case <-sb.Done():
+			return nil, nil, cfg, fmt.Errorf("the group's utility VM has stopped: %w", errdefs.ErrUnavailable)
+		default:
+		}
+		return sb, disks, cfg, nil
+	}
+	cfg, err := loadConfig(opts)
+	if err != nil {
+		return nil, nil, cfg, err
+	}
+	vc := vmConfig{Kernel: cfg.Kernel, Initrd: cfg.Initrd, CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB, KernelArgs: cfg.KernelArgs, StateDir: filepath.Join(s.opts.StateDir, "vm")}
+	if cfg.ConsoleLog != "" {
+		f, err := os.OpenFile(cfg.ConsoleLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, nil, cfg, fmt.Errorf("console_log: %w", err)
+		}
+		vc.Console = f // the VM's lifetime is the shim's
+	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), vmBootTimeout)
+	defer cancel()
+	t0 := time.Now()
+	sb, err = bootVM(bctx, vc)
+	if err != nil {
+		return nil, nil, cfg, err
+	}
+	log.G(ctx).WithField("qemu-pid", sb.Pid()).WithField("boot", time.Since(t0)).Info("utility VM ready")
+	if err := os.WriteFile(filepath.Join(s.opts.StateDir, "qemu.pid"), []byte(fmt.Sprint(sb.Pid())), 0o600); err != nil {
+		log.G(ctx).WithError(err).Warn("write qemu.pid")
+	}
+	disks = newDiskSet(sb, layers.NewCache(cfg.LayerCache))
+	s.mu.Lock()
+	s.sb, s.disks, s.cfg = sb, disks, cfg
+	s.mu.Unlock()
+	go s.watchVM(sb)
+	go func() {
+		if n, err := disks.cache.Prune(); err == nil && n > 0 {
+			log.G(s.ctx).WithField("removed", n).Info("pruned layer disks of deleted snapshots")
+		}
+	}()
+	return sb, disks, cfg, nil
+}
+
+// watchVM ends every process when the VM stops under them.
+func (s *Service) watchVM(sb sandbox) {
+	<-sb.Done()
+	s.mu.Lock()
+	tasks := make([]*shimTask, 0, len(s.tasks))
+	for _, t := range s.tasks {
+		tasks = append(tasks, t)
+	}
+	s.mu.Unlock()
+	for _, t := range tasks {
+		t.mu.Lock()
+		procs := []*process{t.init}
+		for _, p := range t.execs {
+			procs = append(procs, p)
+		}
+		t.mu.Unlock()
+		for _, p := range procs {
+			if p.setExited(137) {
+				s.published(t, p)
+			}
+		}
+	}
+}
+
+// Create boots the group's VM if needed, mounts the task's root
+// filesystem in it and creates the container; its init starts with Start.
+func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *taskAPI.CreateTaskResponse, retErr error) {
+	if len(r.ID) > maxIDLength || !validID.MatchString(r.ID) {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "task id %q", r.ID)
+	}
+	if r.Checkpoint != "" || r.ParentCheckpoint != "" {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrNotImplemented, "restore from a checkpoint")
+	}
+	s.mu.Lock()
+	_, exists := s.tasks[r.ID]
+	s.mu.Unlock()
+	if exists {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrAlreadyExists, "task %q", r.ID)
+	}
+	stdio := stdioPaths{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
+	if err := stdio.validate(); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	spec, err := readSpec(r.Bundle)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	root := guestRootPath(r.ID)
+	gs, err := guestSpec(spec, root)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	rl, err := parseRootfs(r.Rootfs)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	sb, disks, cfg, err := s.ensureVM(ctx, r.Options)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	release, err := disks.mountRootfs(ctx, rl, r.Bundle, cfg.ScratchMiB, root)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("root filesystem: %w", err))
+	}
+	gc, err := sb.CreateContainer(ctx, r.ID, gs)
+	if err != nil {
+		_ = release(context.WithoutCancel(ctx))
+		return nil, errgrpc.ToGRPC(fmt.Errorf("create container: %w", err))
+	}
+	t := &shimTask{id: r.ID, bundle: r.Bundle, spec: spec, gc: gc, init: newProcess(r.ID, "", stdio, nil), execs: make(map[string]*process), release: release}
+	s.mu.Lock()
+	s.tasks[r.ID] = t
+	s.mu.Unlock()
+	pid := uint32(sb.Pid())
+	s.publish(TopicTaskCreate, &eventstypes.TaskCreate{
+		ContainerID: r.ID, Bundle: r.Bundle, Rootfs: r.Rootfs, Pid: pid,
+		IO: &eventstypes.TaskIO{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal},
+	})
+	return &taskAPI.CreateTaskResponse{Pid: pid}, nil
+}
+
+// Start starts the init or an exec.
+func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.StartResponse, error) {
+	t, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	launch := func(io stdioRequest) (guestProcess, error) { return t.gc.Start(ctx, io) }
+	if r.ExecID != "" {
+		t.mu.Lock()
+		paused := t.paused
+		t.mu.Unlock()
+		if paused {
+			return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "task %q is paused", r.ID)
+		}
+		if t.init.isExited() {
+			return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "task %q has exited", r.ID)
+		}
+		launch = func(io stdioRequest) (guestProcess, error) { return t.gc.Exec(ctx, p.spec, io) }
+	}
+	if err := p.start(s.ctx, launch, func(p *process) { s.exited(t, p) }); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	pid := s.vmPid()
+	if r.ExecID == "" {
+		s.publish(TopicTaskStart, &eventstypes.TaskStart{ContainerID: r.ID, Pid: pid})
+	} else {
+		s.publish(TopicTaskExecStarted, &eventstypes.TaskExecStarted{ContainerID: r.ID, ExecID: r.ExecID, Pid: pid})
+	}
+	return &taskAPI.StartResponse{Pid: pid}, nil
+}
+
+// exited reports a process's exit: TaskOOM first when the OOM killer
+// ended the init, then TaskExit (after the output drained).
+func (s *Service) exited(t *shimTask, p *process) {
+	if p.execID == "" {
+		select {
+		case <-t.gc.Exited():
+		case <-time.After(oomWait):
+		}
+		if t.gc.OOMKilled() {
+			s.publish(TopicTaskOOM, &eventstypes.TaskOOM{ContainerID: t.id})
+		}
+	}
+	s.published(t, p)
+}
+
+func (s *Service) published(t *shimTask, p *process) {
+	id := p.execID
+	if id == "" {
+		id = t.id
+	}
+	p.mu.Lock()
+	code, at := p.exitCode, p.exitedAt
+	p.mu.Unlock()
+	s.publish(TopicTaskExit, &eventstypes.TaskExit{ContainerID: t.id, ID: id, Pid: s.vmPid(), ExitStatus: code, ExitedAt: timestamppb.New(at)})
+}
+
+// Delete removes an exited exec, or an exited (or never started) task
+// with its container and root filesystem.
+func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAPI.DeleteResponse, error) {
+	t, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	running := p.started && p.status != task.Status_STOPPED
+	p.mu.Unlock()
+	if running {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "process %s/%s is running", r.ID, r.ExecID)
+	}
+	p.setExited(0) // never started: nothing ran
+	p.mu.Lock()
+	code, at := p.exitCode, p.exitedAt
+	p.mu.Unlock()
+	pid := s.vmPid()
+	resp := &taskAPI.DeleteResponse{Pid: pid, ExitStatus: code, ExitedAt: timestamppb.New(at)}
+	if r.ExecID != "" {
+		t.mu.Lock()
+		delete(t.execs, r.ExecID)
+		t.mu.Unlock()
+		return resp, nil
+	}
+	s.mu.Lock()
+	sb := s.sb
+	s.mu.Unlock()
+	select {
+	case <-sb.Done():
+		// The VM is gone, and the container with it.
+	default:
+		if err := t.gc.Delete(ctx); err != nil {
+			return nil, errgrpc.ToGRPC(fmt.Errorf("delete container %s: %w", r.ID, err))
+		}
+		if err := t.release(ctx); err != nil {
+			log.G(ctx).WithError(err).WithField("id", r.ID).Warn("release root filesystem")
+		}
+	}
+	os.Remove(filepath.Join(t.bundle, "scratch.img"))
+	s.mu.Lock()
+	delete(s.tasks, r.ID)
+	s.mu.Unlock()
+	s.publish(TopicTaskDelete, &eventstypes.TaskDelete{ContainerID: r.ID, Pid: pid, ExitStatus: code, ExitedAt: resp.ExitedAt, ID: r.ID})
+	return resp, nil
+}
+
+// Exec adds a process to a running task; Start starts it.
+func (s *Service) Exec(ctx context.Context, r *taskAPI.ExecProcessRequest) (*emptypb.Empty, error) {
+	t, err := s.getTask(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if len(r.ExecID) > maxIDLength || !validID.MatchString(r.ExecID) {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "exec id %q", r.ExecID)
+	}
+	if t.init.isExited() {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrFailedPrecondition, "task %q has exited", r.ID)
+	}
+	stdio := stdioPaths{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal}
+	if err := stdio.validate(); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if r.Spec == nil || len(r.Spec.GetValue()) > maxSpecSize {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "exec %q: a process spec of at most %d bytes is required", r.ExecID, maxSpecSize)
+	}
+	var ps specs.Process
+	if err := json.Unmarshal(r.Spec.GetValue(), &ps); err != nil {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "exec %q: process spec: %v", r.ExecID, err)
+	}
+	if len(ps.Args) == 0 {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "exec %q: no command", r.ExecID)
+	}
+	ps.Terminal = r.Terminal
+	t.mu.Lock()
+	if _, ok := t.execs[r.ExecID]; ok {
+		t.mu.Unlock()
+		return nil, errgrpc.ToGRPCf(errdefs.ErrAlreadyExists, "exec %q in task %q", r.ExecID, r.ID)
+	}
+	t.execs[r.ExecID] = newProcess(r.ID, r.ExecID, stdio, &ps)
+	t.mu.Unlock()
+	s.publish(TopicTaskExecAdded, &eventstypes.TaskExecAdded{ContainerID: r.ID, ExecID: r.ExecID})
+	return &emptypb.Empty{}, nil
+}
+
+// ResizePty resizes a process's terminal.
+func (s *Service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*emptypb.Empty, error) {
+	_, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	gp, err := p.guest()
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	if r.Height > 0xFFFF || r.Width > 0xFFFF {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "terminal size %dx%d", r.Width, r.Height)
+	}
+	if err := gp.ResizeConsole(ctx, uint16(r.Height), uint16(r.Width)); err != nil {
+		return nil, errgrpc.ToGRPC(toErrdefs(err))
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// CloseIO closes a process's stdin.
+func (s *Service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*emptypb.Empty, error) {
+	_, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if r.Stdin {
+		p.mu.Lock()
+		rl, gp := p.relay, p.gp
+		p.mu.Unlock()
+		rl.closeStdin()
+		if gp != nil {
+			_ = gp.CloseStdin()
+		}
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// State reports a process's state.
+func (s *Service) State(ctx context.Context, r *taskAPI.StateRequest) (*taskAPI.StateResponse, error) {
+	t, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	paused := t.paused
+	t.mu.Unlock()
+	st, code, at := p.state(paused)
+	return &taskAPI.StateResponse{
+		ID: r.ID, ExecID: r.ExecID, Bundle: t.bundle, Pid: s.vmPid(), Status: st,
+		Stdin: p.stdio.Stdin, Stdout: p.stdio.Stdout, Stderr: p.stdio.Stderr, Terminal: p.stdio.Terminal,
+		ExitStatus: code, ExitedAt: timestamppb.New(at),
+	}, nil
+}
+
+// Pause freezes the task's container.
+func (s *Service) Pause(ctx context.Context, r *taskAPI.PauseRequest) (*emptypb.Empty, error) {
+	t, err := s.getTask(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.gc.Pause(ctx); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	t.mu.Lock()
+	t.paused = true
+	t.mu.Unlock()
+	s.publish(TopicTaskPaused, &eventstypes.TaskPaused{ContainerID: r.ID})
+	return &emptypb.Empty{}, nil
+}
+
+// Resume thaws the task's container.
+func (s *Service) Resume(ctx context.Context, r *taskAPI.ResumeRequest) (*emptypb.Empty, error) {
+	t, err := s.getTask(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.gc.Resume(ctx); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	t.mu.Lock()
+	t.paused = false
+	t.mu.Unlock()
+	s.publish(TopicTaskResumed, &eventstypes.TaskResumed{ContainerID: r.ID})
+	return &emptypb.Empty{}, nil
+}
+
+// Checkpoint is not supported: a VM's container cannot be checkpointed.
+func (s *Service) Checkpoint(ctx context.Context, r *taskAPI.CheckpointTaskRequest) (*emptypb.Empty, error) {
+	return nil, errgrpc.ToGRPCf(errdefs.ErrNotImplemented, "checkpoint of task %q", r.ID)
+}
+
+// Kill signals a process, or with All every process of the task.
+func (s *Service) Kill(ctx context.Context, r *taskAPI.KillRequest) (*emptypb.Empty, error) {
+	t, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	if r.Signal == 0 || r.Signal > 64 {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "signal %d", r.Signal)
+	}
+	targets := []*process{p}
+	if r.All && r.ExecID == "" {
+		t.mu.Lock()
+		targets = targets[:0]
+		for _, e := range t.execs {
+			targets = append(targets, e)
+		}
+		t.mu.Unlock()
+		targets = append(targets, t.init)
+	}
+	for _, q := range targets {
+		if err := s.signal(ctx, t, q, int(r.Signal)); err != nil && (q == p || !errdefs.IsNotFound(err)) {
+			return nil, errgrpc.ToGRPC(err)
+		}
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *Service) signal(ctx context.Context, t *shimTask, p *process, sig int) error {
+	p.mu.Lock()
+	started, gp, stopped := p.started, p.gp, p.status == task.Status_STOPPED
+	p.mu.Unlock()
+	switch {
+	case stopped:
+		return fmt.Errorf("process %s/%s already finished: %w", p.taskID, p.execID, errdefs.ErrNotFound)
+	case !started:
+		// Nothing runs yet: the signal ends it, as it would a runc init
+		// waiting to be started.
+		if p.setExited(uint32(128 + sig)) {
+			s.published(t, p)
+		}
+		return nil
+	case gp == nil:
+		return fmt.Errorf("process %s/%s is starting: %w", p.taskID, p.execID, errdefs.ErrFailedPrecondition)
+	}
+	return toErrdefs(gp.Signal(ctx, sig))
+}
+
+// Pids lists the processes of the task's container (pids in the VM).
+func (s *Service) Pids(ctx context.Context, r *taskAPI.PidsRequest) (*taskAPI.PidsResponse, error) {
+	t, err := s.getTask(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if t.init.isExited() {
+		return &taskAPI.PidsResponse{}, nil
+	}
+	pids, err := t.gc.Pids(ctx)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	resp := &taskAPI.PidsResponse{}
+	for _, pid := range pids {
+		resp.Processes = append(resp.Processes, &task.ProcessInfo{Pid: pid})
+	}
+	return resp, nil
+}
+
+// Update applies new resource limits to the task's container.
+func (s *Service) Update(ctx context.Context, r *taskAPI.UpdateTaskRequest) (*emptypb.Empty, error) {
+	t, err := s.getTask(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if r.Resources == nil || len(r.Resources.GetValue()) > maxSpecSize {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "update of %q: resources of at most %d bytes are required", r.ID, maxSpecSize)
+	}
+	var res specs.LinuxResources
+	if err := json.Unmarshal(r.Resources.GetValue(), &res); err != nil {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "update of %q: resources: %v", r.ID, err)
+	}
+	if err := t.gc.Update(ctx, &res); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// Wait blocks until the process has exited.
+func (s *Service) Wait(ctx context.Context, r *taskAPI.WaitRequest) (*taskAPI.WaitResponse, error) {
+	_, p, err := s.getProcess(r.ID, r.ExecID)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-p.exited:
+	case <-ctx.Done():
+		return nil, errgrpc.ToGRPC(ctx.Err())
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return &taskAPI.WaitResponse{ExitStatus: p.exitCode, ExitedAt: timestamppb.New(p.exitedAt)}, nil
+}
+
+// Stats returns the container's cgroup statistics in the VM.
+func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.StatsResponse, error) {
+	t, err := s.getTask(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	m, err := t.gc.Stats(ctx)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	a, err := typeurl.MarshalAny(cgroupMetrics(m))
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	return &taskAPI.StatsResponse{Stats: &anypb.Any{TypeUrl: a.GetTypeUrl(), Value: a.GetValue()}}, nil
+}
+
+// Connect reports the shim's and the VM's pids.
+func (s *Service) Connect(ctx context.Context, r *taskAPI.ConnectRequest) (*taskAPI.ConnectResponse, error) {
+	if r.ID != "" {
+		if _, err := s.getTask(r.ID); err != nil {
+			return nil, err
+		}
+	}
+	return &taskAPI.ConnectResponse{ShimPid: uint32(os.Getpid()), TaskPid: s.vmPid(), Version: Version}, nil
+}
+
+// Shutdown ends the service when no task is left in the group.
+func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*emptypb.Empty, error) {
+	s.mu.Lock()
+	n := len(s.tasks)
+	s.mu.Unlock()
+	if n == 0 {
+		s.doneOnce.Do(func() { close(s.done) })
+	}
+	return &emptypb.Empty{}, nil
+}

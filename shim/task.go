@@ -1,0 +1,108 @@
+package shim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// maxSpecSize bounds a bundle's config.json.
+const maxSpecSize = 4 << 20
+
+// shimTask is one containerd task: a container in the VM, its init and
+// execs, and the root filesystem it holds.
+type shimTask struct {
+	id     string
+	bundle string
+	spec   *specs.Spec
+	gc     guestContainer
+	init   *process
+
+	mu      sync.Mutex
+	execs   map[string]*process
+	paused  bool
+	release func(context.Context) error // the root filesystem
+}
+
+// process returns the init ("") or the exec execID.
+func (t *shimTask) process(execID string) (*process, error) {
+	if execID == "" {
+		return t.init, nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.execs[execID]
+	if !ok {
+		return nil, fmt.Errorf("exec %q in task %q: %w", execID, t.id, errdefs.ErrNotFound)
+	}
+	return p, nil
+}
+
+// readSpec reads the bundle's OCI spec.
+func readSpec(bundle string) (*specs.Spec, error) {
+	f, err := os.Open(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > maxSpecSize {
+		return nil, fmt.Errorf("%s is %d bytes, more than %d: %w", f.Name(), st.Size(), maxSpecSize, errdefs.ErrInvalidArgument)
+	}
+	var s specs.Spec
+	if err := json.NewDecoder(f).Decode(&s); err != nil {
+		return nil, fmt.Errorf("decode %s: %w: %w", f.Name(), err, errdefs.ErrInvalidArgument)
+	}
+	return &s, nil
+}
+
+// guestSpec rewrites a host spec for the guest: the root is the overlay
+// the guest assembled; host-only parts (hooks, host bind mounts) are
+// refused or dropped.
+func guestSpec(s *specs.Spec, root string) (*specs.Spec, error) {
+	g := *s
+	g.Root = &specs.Root{Path: root, Readonly: s.Root != nil && s.Root.Readonly}
+	g.Hooks = nil
+	g.Mounts = nil
+	for _, m := range s.Mounts {
+		if isHostBind(m) {
+			return nil, fmt.Errorf("bind mount of host path %s at %s needs a shared host directory, which this shim does not support yet: %w", m.Source, m.Destination, errdefs.ErrNotImplemented)
+		}
+		g.Mounts = append(g.Mounts, m)
+	}
+	if s.Linux != nil {
+		l := *s.Linux
+		// Namespaces given as host paths (ctr --with-ns) mean nothing in
+		// the VM.
+		l.Namespaces = nil
+		for _, ns := range s.Linux.Namespaces {
+			if ns.Path != "" {
+				return nil, fmt.Errorf("joining the host namespace %s (%s) is impossible in a VM: %w", ns.Path, ns.Type, errdefs.ErrInvalidArgument)
+			}
+			l.Namespaces = append(l.Namespaces, ns)
+		}
+		g.Linux = &l
+	}
+	return &g, nil
+}
+
+func isHostBind(m specs.Mount) bool {
+	if m.Type != "bind" && m.Type != "rbind" && m.Type != "" {
+		return false
+	}
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return m.Type == "bind" || m.Type == "rbind"
+}
