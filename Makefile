@@ -5,7 +5,8 @@ SHELL := /bin/bash
 #                `echo hello` in a container in it
 #   make test    vet and test everything (root: real processes, namespaces)
 #   make bench   benchmarks with their baselines
-#   make build   out/gcs (static) and out/host-bridge
+#   make build   out/gcs (static), out/host-bridge, out/containerd-shim-uvmgcs-v1
+#   make install the containerd shim and the VM's boot files under $(PREFIX)
 #   make all     build, and the utility VM's boot files: out/initrd.img,
 #                out/rootfs.tar.gz, out/vmlinux (rootfs/build.sh)
 
@@ -24,6 +25,12 @@ VM_PKGS   := qemu-system-x86
 STATIC  := -tags 'seccomp netgo osusergo' -ldflags '-s -w -extldflags -static'
 GCS     := $(abspath $(OUT)/gcs)
 HOSTBR  := $(abspath $(OUT)/host-bridge)
+SHIM    := $(OUT)/containerd-shim-uvmgcs-v1
+PREFIX  ?= /usr/local
+# The containerd versions the shim is tested against: Debian's (apt) and
+# v2.4.2 built from the Go module proxy into out/cache (about a minute, once).
+CONTAINERD2_VERSION := v2.4.2
+CONTAINERD2_DIR     := $(abspath $(OUT)/cache/containerd-$(CONTAINERD2_VERSION))
 BOOT_FILES := $(OUT)/initrd.img $(OUT)/rootfs.tar.gz $(OUT)/vmlinux
 # Unit packages also run under the race detector.
 RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/... ./host/ ./guest/storage/share/ ./host/uvm/
@@ -32,11 +39,11 @@ RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/.
 # and cmd/gcs are Linux programs.
 WINDOWS_PKGS := ./cmd/host-bridge ./host/... ./transport/... ./protocol/...
 
-.PHONY: run-hostmode all build boot deps boot-deps bench-deps apt-install test bench run clean FORCE
+.PHONY: run-hostmode all build boot deps boot-deps bench-deps containerd-deps apt-install test bench run install clean FORCE
 
 all: build boot
 
-build: $(OUT)/gcs $(OUT)/host-bridge
+build: $(OUT)/gcs $(OUT)/host-bridge $(SHIM)
 
 # Replace $@ by $@.new only when the bytes differ, so what depends on $@
 # is not rebuilt for an identical binary.
@@ -51,6 +58,10 @@ $(OUT)/gcs: FORCE
 $(OUT)/host-bridge: FORCE
 	@mkdir -p $(OUT)
 	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o $@ ./cmd/host-bridge
+
+$(SHIM): FORCE
+	@mkdir -p $(OUT)
+	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o $@ ./cmd/containerd-shim-uvmgcs-v1
 
 # The utility VM's PID 1.
 $(OUT)/init: FORCE
@@ -80,6 +91,15 @@ boot-deps:
 bench-deps:
 	@$(MAKE) --no-print-directory apt-install PKGS="runc crun"
 
+# containerd 1.6 (Debian; its runc shim is the benchmarks' baseline) and
+# containerd v2.4.2 with its ctr, for test/containerd.
+containerd-deps:
+	@$(MAKE) --no-print-directory apt-install PKGS="containerd runc"
+	@test -x $(CONTAINERD2_DIR)/containerd -a -x $(CONTAINERD2_DIR)/ctr || { \
+		echo "building containerd $(CONTAINERD2_VERSION) into $(CONTAINERD2_DIR)"; \
+		GOBIN=$(CONTAINERD2_DIR) $(GO) install github.com/containerd/containerd/v2/cmd/containerd@$(CONTAINERD2_VERSION) \
+			github.com/containerd/containerd/v2/cmd/ctr@$(CONTAINERD2_VERSION); }
+
 apt-install:
 	@missing=$$(for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -96,14 +116,22 @@ run: deps all
 run-hostmode: deps build
 	$(HOSTBR) exec --guest $(GCS) -- echo hello
 
-test: deps all
+test: deps all containerd-deps
 	$(GO) vet ./...
 	GOOS=windows $(GO) build $(WINDOWS_PKGS) && GOOS=windows $(GO) vet $(WINDOWS_PKGS)
 	GCS_BINARY=$(GCS) $(GO) test -count=1 -v -timeout 20m ./... 2>&1 | tee $(OUT)/test.log; exit $${PIPESTATUS[0]}
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
 
-bench: deps bench-deps build
+bench: deps bench-deps containerd-deps all
 	GCS_BINARY=$(GCS) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
+
+# containerd finds the shim on its PATH by the runtime type
+# io.containerd.uvmgcs.v1; the shim finds the VM's boot files in
+# $(PREFIX)/share/uvmgcs unless /etc/uvmgcs/shim.toml says otherwise.
+install: all
+	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-uvmgcs-v1
+	install -D -m 0644 $(OUT)/vmlinux $(DESTDIR)$(PREFIX)/share/uvmgcs/vmlinux
+	install -D -m 0644 $(OUT)/initrd.img $(DESTDIR)$(PREFIX)/share/uvmgcs/initrd.img
 
 clean:
 	rm -rf $(OUT)

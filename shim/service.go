@@ -54,6 +54,12 @@ type EventPublisher interface {
 	Publish(ctx context.Context, topic string, ev proto.Message)
 }
 
+// PendingPath is the file that says a task of the group was handed the
+// shim's address and has not been created yet (the shim must not exit).
+func PendingPath(groupDir, id string) string {
+	return filepath.Join(groupDir, "pending-"+id)
+}
+
 // Options configure a Service.
 type Options struct {
 	// StateDir is the group's directory on the host: the VM's sockets
@@ -74,19 +80,27 @@ type Service struct {
 	disks  *diskSet
 	tasks  map[string]*shimTask
 
-	done     chan struct{} // closed when Shutdown found no task left
-	doneOnce sync.Once
+	shutdown chan struct{} // a Shutdown found no task left
 }
 
 var _ taskAPI.TTRPCTaskService = (*Service)(nil)
 
 // New returns a service; ctx carries its logger and outlives requests.
 func New(ctx context.Context, opts Options) *Service {
-	return &Service{opts: opts, ctx: ctx, tasks: make(map[string]*shimTask), done: make(chan struct{})}
+	return &Service{opts: opts, ctx: ctx, tasks: make(map[string]*shimTask), shutdown: make(chan struct{}, 1)}
 }
 
-// Done is closed when containerd shut the service down with no task left.
-func (s *Service) Done() <-chan struct{} { return s.done }
+// ShutdownRequested receives when containerd asked the service to shut
+// down and no task was left. The caller decides (Idle) whether to exit:
+// another task of the group may be on its way.
+func (s *Service) ShutdownRequested() <-chan struct{} { return s.shutdown }
+
+// Idle reports whether the service holds no task.
+func (s *Service) Idle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.tasks) == 0
+}
 
 // Close powers the VM off.
 func (s *Service) Close(ctx context.Context) error {
@@ -220,6 +234,7 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if len(r.ID) > maxIDLength || !validID.MatchString(r.ID) {
 		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "task id %q", r.ID)
 	}
+	defer os.Remove(PendingPath(s.opts.StateDir, r.ID))
 	if r.Checkpoint != "" || r.ParentCheckpoint != "" {
 		return nil, errgrpc.ToGRPCf(errdefs.ErrNotImplemented, "restore from a checkpoint")
 	}
@@ -442,8 +457,9 @@ func (s *Service) CloseIO(ctx context.Context, r *taskAPI.CloseIORequest) (*empt
 		p.mu.Lock()
 		rl, gp := p.relay, p.gp
 		p.mu.Unlock()
-		rl.closeStdin()
-		if gp != nil {
+		if rl != nil && rl.stdin != nil {
+			rl.closeStdin() // ends the guest's stdin after the drain
+		} else if gp != nil {
 			_ = gp.CloseStdin()
 		}
 	}
@@ -639,7 +655,10 @@ func (s *Service) Shutdown(ctx context.Context, r *taskAPI.ShutdownRequest) (*em
 	n := len(s.tasks)
 	s.mu.Unlock()
 	if n == 0 {
-		s.doneOnce.Do(func() { close(s.done) })
+		select {
+		case s.shutdown <- struct{}{}:
+		default:
+		}
 	}
 	return &emptypb.Empty{}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/fifo"
@@ -52,11 +53,16 @@ func (s stdioPaths) validate() error {
 // and the guest. Output is done when both output copies have ended (the
 // guest closed the streams after the process exited).
 type relay struct {
-	closers []io.Closer
-	stdin   io.ReadCloser
-	outputs sync.WaitGroup
-	once    sync.Once
+	closers   []io.Closer
+	stdin     io.ReadCloser
+	stdinDone chan struct{} // closed when the stdin copy ended
+	outputs   sync.WaitGroup
+	once      sync.Once
 }
+
+// stdinCloseGrace is how long CloseIO lets the stdin copy drain what the
+// FIFO holds before cutting it: a client closes its end right after.
+const stdinCloseGrace = 2 * time.Second
 
 // openOutput opens an output path: a FIFO (also opened for reading, so that
 // a containerd restart between its reads does not break the pipe) or a
@@ -101,9 +107,10 @@ func startRelay(ctx context.Context, paths stdioPaths, p guestProcess) (*relay, 
 		if err != nil {
 			return fail(fmt.Errorf("open stdin %s: %w", paths.Stdin, err))
 		}
-		r.stdin = in
+		r.stdin, r.stdinDone = in, make(chan struct{})
 		r.closers = append(r.closers, in)
 		go func() {
+			defer close(r.stdinDone)
 			_, _ = io.Copy(p.Stdin(), in)
 			_ = p.CloseStdin()
 		}()
@@ -139,11 +146,19 @@ func startRelay(ctx context.Context, paths stdioPaths, p guestProcess) (*relay, 
 	return r, nil
 }
 
-// closeStdin stops feeding stdin (CloseIO).
+// closeStdin ends the process's stdin (CloseIO) once what the FIFO holds
+// has been copied: at its writer's EOF, or after a grace period.
 func (r *relay) closeStdin() {
-	if r != nil && r.stdin != nil {
-		r.stdin.Close()
+	if r == nil || r.stdin == nil {
+		return
 	}
+	go func() {
+		select {
+		case <-r.stdinDone:
+		case <-time.After(stdinCloseGrace):
+			r.stdin.Close()
+		}
+	}()
 }
 
 // wait blocks until the output copies ended or ctx ends.

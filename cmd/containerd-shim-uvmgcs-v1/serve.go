@@ -53,15 +53,34 @@ func serve(f flags) error {
 	go func() { served <- server.Serve(ctx, l) }()
 	log.G(ctx).Info("shim serving")
 
-	select {
-	case <-svc.Done():
-	case s := <-sigs:
-		log.G(ctx).WithField("signal", s).Info("shim stopping")
-	case err := <-served:
-		if err != nil && !errors.Is(err, ttrpc.ErrServerClosed) {
-			log.G(ctx).WithError(err).Error("ttrpc server failed")
+	var lock *os.File
+	for lock == nil {
+		select {
+		case <-svc.ShutdownRequested():
+			// Exit only when idle and no start promised this daemon to
+			// a task: under the group's lock, so no start can.
+			l, err := lockGroup(dir)
+			if err != nil {
+				log.G(ctx).WithError(err).Error("lock the group to exit")
+				continue
+			}
+			if svc.Idle() && !pending(dir) {
+				lock = l
+				os.Remove(filepath.Join(dir, socketName))
+			} else {
+				l.Close()
+			}
+		case s := <-sigs:
+			log.G(ctx).WithField("signal", s).Info("shim stopping")
+			lock = devNull()
+		case err := <-served:
+			if err != nil && !errors.Is(err, ttrpc.ErrServerClosed) {
+				log.G(ctx).WithError(err).Error("ttrpc server failed")
+			}
+			lock = devNull()
 		}
 	}
+	defer lock.Close()
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 	defer scancel()
 	if err := svc.Close(sctx); err != nil {

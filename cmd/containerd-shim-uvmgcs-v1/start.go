@@ -96,22 +96,24 @@ func start(f flags) error {
 	if f.id == "" || f.namespace == "" {
 		return errors.New("start needs -id and -namespace")
 	}
-	dir := groupDir(f.address, f.namespace, groupKey(f.bundle, f.id))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+	if strings.ContainsAny(f.id, "/\x00") || f.id == "." || f.id == ".." {
+		return fmt.Errorf("task id %q is not a file name", f.id)
 	}
-	lock, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	dir := groupDir(f.address, f.namespace, groupKey(f.bundle, f.id))
+	lock, err := lockGroup(dir)
 	if err != nil {
 		return err
 	}
 	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return fmt.Errorf("lock %s: %w", dir, err)
-	}
 	sock := filepath.Join(dir, socketName)
 	addr := "unix://" + sock
+	// The daemon must not exit between this answer and the task's Create.
+	if err := os.WriteFile(shim.PendingPath(dir, f.id), nil, 0o600); err != nil {
+		return err
+	}
 	if !alive(sock) {
 		if err := spawn(f, dir, sock); err != nil {
+			os.Remove(shim.PendingPath(dir, f.id))
 			return err
 		}
 	}
@@ -122,6 +124,47 @@ func start(f flags) error {
 	}
 	_, err = fmt.Fprint(os.Stdout, addr)
 	return err
+}
+
+// lockGroup creates the group's directory and takes its lock, which start
+// and an exiting daemon hold. A daemon removes the directory under the
+// lock: a lock taken on a removed directory is retried.
+func lockGroup(dir string) (*os.File, error) {
+	for i := 0; i < 10; i++ {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		path := filepath.Join(dir, lockName)
+		lock, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			continue // removed meanwhile
+		}
+		if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("lock %s: %w", dir, err)
+		}
+		var held, cur unix.Stat_t
+		if unix.Fstat(int(lock.Fd()), &held) == nil && unix.Stat(path, &cur) == nil && held.Ino == cur.Ino && held.Dev == cur.Dev {
+			return lock, nil
+		}
+		lock.Close()
+	}
+	return nil, fmt.Errorf("lock %s: the directory keeps being removed", dir)
+}
+
+// pendingStart bounds how long a start's promise keeps a daemon alive.
+const pendingStart = time.Minute
+
+// pending reports whether a start handed out the daemon's address for a
+// task not created yet.
+func pending(dir string) bool {
+	files, _ := filepath.Glob(shim.PendingPath(dir, "*"))
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil && time.Since(st.ModTime()) < pendingStart {
+			return true
+		}
+	}
+	return false
 }
 
 // spawn starts the group's daemon, detached, serving on sock (fd 3).
@@ -172,9 +215,15 @@ func deleteAction(f flags) error {
 	if dir == "" && f.namespace != "" {
 		dir = groupDir(f.address, f.namespace, groupKey(f.bundle, f.id))
 	}
-	if dir != "" && filepath.Dir(dir) == filepath.Clean(stateRoot()) && !alive(filepath.Join(dir, socketName)) {
-		killVM(filepath.Join(dir, qemuPidName))
-		os.RemoveAll(dir)
+	if dir != "" && filepath.Dir(dir) == filepath.Clean(stateRoot()) {
+		// Under the group's lock: a start may be bringing up a new daemon.
+		if lock, err := lockGroup(dir); err == nil {
+			if !alive(filepath.Join(dir, socketName)) {
+				killVM(filepath.Join(dir, qemuPidName))
+				os.RemoveAll(dir)
+			}
+			lock.Close()
+		}
 	}
 	os.Remove(filepath.Join(f.bundle, "scratch.img"))
 	b, err := proto.Marshal(&taskAPI.DeleteResponse{ExitedAt: timestamppb.Now(), ExitStatus: 128 + uint32(syscall.SIGKILL)})

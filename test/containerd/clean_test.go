@@ -55,7 +55,7 @@ func (d *daemon) leftovers() (pids []int, what []string) {
 // checkClean fails the test when, a few seconds after it ended, anything
 // of its tasks is left; it kills the processes it finds (only ones whose
 // command line names this run's private directory).
-func (d *daemon) checkClean(t *testing.T) {
+func (d *daemon) checkClean(t testing.TB) {
 	t.Helper()
 	var pids []int
 	var what []string

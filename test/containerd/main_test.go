@@ -117,7 +117,7 @@ func TestMain(m *testing.M) {
 		d.stop()
 	}
 	if suite.dir != "" {
-		if code == 0 {
+		if code == 0 && os.Getenv("UVMGCS_TEST_KEEP") == "" {
 			os.RemoveAll(suite.dir)
 		} else {
 			fmt.Fprintln(os.Stderr, "test/containerd: logs kept in", suite.dir)
@@ -135,13 +135,13 @@ func forEach(t *testing.T, f func(t *testing.T, d *daemon)) {
 	for _, v := range versions() {
 		t.Run("containerd-"+v.name, func(t *testing.T) {
 			d := getDaemon(t, v)
+			t.Cleanup(func() { d.checkClean(t) }) // after the test's own cleanups
 			f(t, d)
-			d.checkClean(t)
 		})
 	}
 }
 
-func getDaemon(t *testing.T, v version) *daemon {
+func getDaemon(t testing.TB, v version) *daemon {
 	t.Helper()
 	suite.mu.Lock()
 	defer suite.mu.Unlock()

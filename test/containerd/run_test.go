@@ -1,9 +1,17 @@
 package containerd
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/containerd/console"
 )
 
 // TestRunHello is the first thing a user does: ctr run --rm an image
@@ -17,5 +25,105 @@ func TestRunHello(t *testing.T) {
 		if strings.TrimSpace(out) != "hello" {
 			t.Fatalf("output %q, want hello", out)
 		}
+	})
+}
+
+// TestRunExitCodeAndStreams: stdout and stderr reach ctr's, stdin reaches
+// the container, and ctr exits with the container's exit code.
+func TestRunExitCodeAndStreams(t *testing.T) {
+	forEach(t, func(t *testing.T, d *daemon) {
+		out, errs, code := d.ctrIn(context.Background(), []byte("from stdin\n"),
+			d.runArgs("--rm", busyboxImage, "exit-"+d.id(), "sh", "-c", "read l; echo \"out $l\"; echo err >&2; exit 3")...)
+		if code != 3 {
+			t.Fatalf("ctr exit code %d, want 3 (stdout %q, stderr %q)", code, out, errs)
+		}
+		if strings.TrimSpace(out) != "out from stdin" || !strings.Contains(errs, "err") {
+			t.Fatalf("stdout %q (want \"out from stdin\"), stderr %q (want err)", out, errs)
+		}
+	})
+}
+
+// TestLayeredImage runs a three-layer image: files from every layer, a
+// file a later layer deleted (whiteout) and a directory it replaced
+// (opaque) look as they do with runc. Each layer is converted once: a
+// second run adds no layer disk.
+func TestLayeredImage(t *testing.T) {
+	forEach(t, func(t *testing.T, d *daemon) {
+		script := "cat /etc/layer2 /etc/layer3; ls /opq; test -e /etc/gone && echo gone-is-there; test -e /opq/hidden && echo hidden-is-there; echo written > /etc/new; cat /etc/new"
+		want := "from layer 2\nfrom layer 3\nkept\nwritten\n"
+		for i := 0; i < 2; i++ {
+			out, err := d.ctrOK(context.Background(), d.runArgs("--rm", layeredImage, "layers-"+d.id(), "sh", "-c", script)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out != want {
+				t.Fatalf("run %d: output %q, want %q", i, out, want)
+			}
+			disks, _ := filepath.Glob(filepath.Join(d.layers, "*.erofs"))
+			if len(disks) < 3 {
+				t.Fatalf("run %d: %d layer disks in the cache, want at least 3", i, len(disks))
+			}
+			if i == 0 {
+				continue
+			}
+			t.Logf("%d layer disks cached", len(disks))
+		}
+		before, _ := filepath.Glob(filepath.Join(d.layers, "*.erofs"))
+		if _, err := d.ctrOK(context.Background(), d.runArgs("--rm", layeredImage, "layers-"+d.id(), "true")...); err != nil {
+			t.Fatal(err)
+		}
+		after, _ := filepath.Glob(filepath.Join(d.layers, "*.erofs"))
+		if len(after) != len(before) {
+			t.Fatalf("a second run of the same image converted layers again: %d disks, then %d", len(before), len(after))
+		}
+	})
+}
+
+// TestRunTerminal: ctr run -t gives the container a terminal whose output
+// reaches ctr's.
+func TestRunTerminal(t *testing.T) {
+	forEach(t, func(t *testing.T, d *daemon) {
+		pty, slave, err := console.NewPty()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pty.Close()
+		s, err := os.OpenFile(slave, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := append([]string{"--address", d.sock, "--namespace", namespace}, d.runArgs("--rm", "-t", busyboxImage, "tty-"+d.id(), "sh", "-c", "test -t 0 && test -t 1 && echo on-a-tty; stty size")...)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, d.v.ctr, args...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		var out bytes.Buffer
+		copied := make(chan struct{})
+		go func() { io.Copy(&out, pty); close(copied) }()
+		err = cmd.Wait()
+		pty.Close()
+		<-copied
+		if err != nil {
+			t.Fatalf("ctr run -t: %v: %q", err, out.String())
+		}
+		if !strings.Contains(out.String(), "on-a-tty") {
+			t.Fatalf("output %q: the container had no terminal", out.String())
+		}
+	})
+}
+
+// TestRefusedClearly: what the runtime cannot do yet (host directories in
+// the VM) fails with a message that says so, and leaves nothing behind.
+func TestRefusedClearly(t *testing.T) {
+	forEach(t, func(t *testing.T, d *daemon) {
+		out, errs, code := d.ctr(context.Background(), d.runArgs("--rm", "--mount", "type=bind,src="+d.dir+",dst=/host,options=rbind:ro", busyboxImage, "bind-"+d.id(), "true")...)
+		if code == 0 || !strings.Contains(out+errs, "not support") {
+			t.Fatalf("a bind mount: exit %d, %q %q; want a failure saying it is not supported", code, out, errs)
+		}
+		d.remove("bind-" + d.id())
 	})
 }

@@ -1,0 +1,75 @@
+package shim
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/containerd/containerd/api/types"
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func TestParseRootfs(t *testing.T) {
+	upper := t.TempDir()
+	r, err := parseRootfs([]*types.Mount{{Type: "overlay", Source: "overlay", Options: []string{
+		"index=off", "workdir=/s/3/work", "upperdir=" + upper, "lowerdir=/s/2/fs:/s/1/fs"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(r.dirs, []string{"/s/2/fs", "/s/1/fs"}) || r.upper != "" {
+		t.Fatalf("overlay: %+v (an empty upperdir is no layer)", r)
+	}
+	if err := os.WriteFile(filepath.Join(upper, "f"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err = parseRootfs([]*types.Mount{{Type: "overlay", Options: []string{"upperdir=" + upper, "lowerdir=/s/1/fs"}}})
+	if err != nil || r.upper != upper {
+		t.Fatalf("overlay with a written upperdir: %+v %v", r, err)
+	}
+	r, err = parseRootfs([]*types.Mount{{Type: "bind", Source: "/s/1/fs", Options: []string{"ro", "rbind"}}})
+	if err != nil || !reflect.DeepEqual(r.dirs, []string{"/s/1/fs"}) {
+		t.Fatalf("read-only bind: %+v %v", r, err)
+	}
+	for name, m := range map[string][]*types.Mount{
+		"no mounts (--rootfs)": nil,
+		"writable bind":        {{Type: "bind", Source: "/x", Options: []string{"rbind", "rw"}}},
+		"two mounts":           {{Type: "bind"}, {Type: "bind"}},
+		"ext4":                 {{Type: "ext4", Source: "/dev/sda"}},
+	} {
+		if _, err := parseRootfs(m); !errdefs.IsNotImplemented(err) {
+			t.Errorf("%s: %v, want NotImplemented", name, err)
+		}
+	}
+	if _, err := parseRootfs([]*types.Mount{{Type: "overlay", Options: []string{"upperdir=/u"}}}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("overlay without lowerdir: %v, want InvalidArgument", err)
+	}
+}
+
+func TestGuestSpec(t *testing.T) {
+	s := &specs.Spec{
+		Root:   &specs.Root{Path: "rootfs", Readonly: true},
+		Hooks:  &specs.Hooks{Prestart: []specs.Hook{{Path: "/bin/true"}}},
+		Mounts: []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}},
+		Linux:  &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}},
+	}
+	g, err := guestSpec(s, "/run/gcs/c/x/rootfs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Root.Path != "/run/gcs/c/x/rootfs" || !g.Root.Readonly || g.Hooks != nil || len(g.Mounts) != 1 || s.Root.Path != "rootfs" {
+		t.Fatalf("guest spec %+v (host spec %+v)", g, s)
+	}
+	bind := *s
+	bind.Mounts = append([]specs.Mount{}, s.Mounts...)
+	bind.Mounts = append(bind.Mounts, specs.Mount{Destination: "/h", Type: "bind", Source: "/tmp", Options: []string{"rbind", "ro"}})
+	if _, err := guestSpec(&bind, "/r"); !errdefs.IsNotImplemented(err) {
+		t.Errorf("host bind mount: %v, want NotImplemented", err)
+	}
+	ns := *s
+	ns.Linux = &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/proc/1/ns/net"}}}
+	if _, err := guestSpec(&ns, "/r"); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("host namespace path: %v, want InvalidArgument", err)
+	}
+}
