@@ -73,7 +73,7 @@ func (p *process) guest() (guestProcess, error) {
 
 // start runs the process through launch and relays its stdio. The exit is
 // recorded (and reported through onExit) after the output drained.
-func (p *process) start(ctx context.Context, launch func(stdioRequest) (guestProcess, error), onExit func(*process)) error {
+func (p *process) start(ctx context.Context, ns string, launch func(stdioRequest) (guestProcess, error), onExit func(*process)) error {
 	p.mu.Lock()
 	if p.started {
 		p.mu.Unlock()
@@ -92,7 +92,7 @@ func (p *process) start(ctx context.Context, launch func(stdioRequest) (guestPro
 		p.mu.Unlock()
 		return err
 	}
-	r, err := startRelay(ctx, p.stdio, gp)
+	r, err := startRelay(ctx, p.stdio, gp, p.taskID, ns)
 	if err != nil {
 		_ = gp.Signal(context.WithoutCancel(ctx), 9)
 		gp.Close()
@@ -109,7 +109,9 @@ func (p *process) start(ctx context.Context, launch func(stdioRequest) (guestPro
 		cancel()
 		code, err := gp.ExitCode()
 		if err != nil {
-			code = 255
+			// The agent is gone, and the VM with it: everything in it
+			// was killed.
+			code = 137
 		}
 		r.close()
 		gp.Close()

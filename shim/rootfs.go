@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -16,14 +17,21 @@ import (
 	"github.com/uvmgcs/gcs/shim/layers"
 )
 
-// rootfsLayers is a container's root filesystem as host directories: the
-// read-only layers, top first.
+// rootfsLayers is a container's root filesystem on the host: read-only
+// layers, top first, as snapshot directories (overlayfs snapshotter) or
+// erofs images (erofs snapshotter).
 type rootfsLayers struct {
-	dirs []string
+	dirs   []string // converted to erofs disks, cached
+	images []string // erofs disks attached as they are
 	// upper is the snapshot's upper directory when it already holds files
 	// (it becomes the topmost read-only layer; the container writes to
 	// its scratch disk).
 	upper string
+	// scratch is the snapshotter's writable image (erofs snapshotter in
+	// block mode), made here when missing; else the scratch disk is a
+	// sparse file in the bundle.
+	scratch     string
+	scratchSize int64
 }
 
 // parseRootfs reads the snapshotter's mounts for a task: one overlay mount
@@ -33,6 +41,9 @@ type rootfsLayers struct {
 func parseRootfs(mounts []*types.Mount) (rootfsLayers, error) {
 	if len(mounts) == 0 {
 		return rootfsLayers{}, fmt.Errorf("a root filesystem that is not a snapshot (ctr run --rootfs) needs a shared host directory, which this shim does not support yet: %w", errdefs.ErrNotImplemented)
+	}
+	if isErofsSnapshot(mounts) {
+		return parseErofsSnapshot(mounts)
 	}
 	if len(mounts) > 1 {
 		return rootfsLayers{}, fmt.Errorf("%d rootfs mounts: want one overlay or bind mount: %w", len(mounts), errdefs.ErrNotImplemented)
@@ -74,6 +85,63 @@ func parseRootfs(mounts []*types.Mount) (rootfsLayers, error) {
 		return rootfsLayers{}, fmt.Errorf("a writable bind-mounted rootfs (%s) needs a shared host directory, which this shim does not support yet: %w", m.Source, errdefs.ErrNotImplemented)
 	}
 	return rootfsLayers{}, fmt.Errorf("rootfs mount type %q (%s) is not supported: %w", m.Type, m.Source, errdefs.ErrNotImplemented)
+}
+
+// isErofsSnapshot tells the erofs snapshotter's mounts: erofs layers, a
+// mkfs/ext4 writable image, a format/... overlay over them.
+func isErofsSnapshot(mounts []*types.Mount) bool {
+	for _, m := range mounts {
+		if m.Type == "erofs" || strings.HasPrefix(m.Type, "mkfs/") || strings.HasPrefix(m.Type, "format/") {
+			return true
+		}
+	}
+	return false
+}
+
+// parseErofsSnapshot reads the erofs snapshotter's mounts: [mkfs/ext4
+// rwlayer.img] (mount 0, whose upper and work directories the overlay
+// uses: the guest's scratch layout), erofs layer.erofs per layer (top
+// first), then format/mkdir/overlay or format/bind over them.
+func parseErofsSnapshot(mounts []*types.Mount) (rootfsLayers, error) {
+	var r rootfsLayers
+	for i, m := range mounts {
+		switch {
+		case m.Type == "mkfs/ext4":
+			if i != 0 || r.scratch != "" {
+				return r, fmt.Errorf("mkfs/ext4 mount %d: want it first: %w", i, errdefs.ErrInvalidArgument)
+			}
+			r.scratch = m.Source
+			for _, o := range m.Options {
+				if v, ok := strings.CutPrefix(o, "X-containerd.mkfs.size="); ok {
+					n, err := strconv.ParseInt(v, 10, 64)
+					if err != nil || n < 0 {
+						return r, fmt.Errorf("mkfs/ext4 size %q: %w", v, errdefs.ErrInvalidArgument)
+					}
+					r.scratchSize = n
+				}
+			}
+		case m.Type == "erofs":
+			for _, o := range m.Options {
+				if strings.HasPrefix(o, "device=") {
+					return r, fmt.Errorf("erofs layer %s with extra devices (fsmerge) is not supported: %w", m.Source, errdefs.ErrNotImplemented)
+				}
+			}
+			r.images = append(r.images, m.Source)
+		case m.Type == "format/mkdir/overlay" || m.Type == "format/bind" || m.Type == "format/mkdir/bind":
+			if i != len(mounts)-1 {
+				return r, fmt.Errorf("%s mount %d: want it last: %w", m.Type, i, errdefs.ErrInvalidArgument)
+			}
+		default:
+			return r, fmt.Errorf("rootfs mount type %q (%s) is not supported: %w", m.Type, m.Source, errdefs.ErrNotImplemented)
+		}
+	}
+	if len(r.images) == 0 {
+		return r, fmt.Errorf("a rootfs with no image layer is not supported: %w", errdefs.ErrNotImplemented)
+	}
+	if r.scratch != "" && r.scratchSize == 0 {
+		return r, fmt.Errorf("mkfs/ext4 %s without X-containerd.mkfs.size: %w", r.scratch, errdefs.ErrInvalidArgument)
+	}
+	return r, nil
 }
 
 // attachedLayer is a layer disk plugged into the VM and mounted in the
@@ -158,6 +226,7 @@ func (s *diskSet) mountRootfs(ctx context.Context, r rootfsLayers, bundle string
 		undo = append(undo, func(context.Context) error { return os.Remove(img) })
 		imgs = append(imgs, img)
 	}
+	imgs = append(imgs, r.images...)
 	for _, d := range r.dirs {
 		img, hit, err := s.cache.Disk(ctx, d)
 		if err != nil {
@@ -183,11 +252,17 @@ func (s *diskSet) mountRootfs(ctx context.Context, r rootfsLayers, bundle string
 	}
 	s.mu.Unlock()
 
-	scratch := filepath.Join(bundle, "scratch.img")
-	if err := sparseFile(scratch, scratchMiB<<20); err != nil {
+	scratch := r.scratch
+	if scratch == "" {
+		scratch = filepath.Join(bundle, "scratch.img")
+		if err := sparseFile(scratch, scratchMiB<<20, true); err != nil {
+			return nil, err
+		}
+		undo = append(undo, func(context.Context) error { return os.Remove(scratch) })
+	} else if err := sparseFile(scratch, r.scratchSize, false); err != nil {
+		// The snapshot's own writable image: made once, kept with it.
 		return nil, err
 	}
-	undo = append(undo, func(context.Context) error { return os.Remove(scratch) })
 	sd, err := s.sb.AttachDisk(ctx, scratch, false)
 	if err != nil {
 		return nil, err
@@ -205,8 +280,17 @@ func (s *diskSet) mountRootfs(ctx context.Context, r rootfsLayers, bundle string
 	return unwind, nil
 }
 
-func sparseFile(path string, size int64) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+// sparseFile makes a sparse file of size at path; unless fresh, a file
+// that exists already is kept as it is.
+func sparseFile(path string, size int64, fresh bool) error {
+	flags := os.O_RDWR | os.O_CREATE | os.O_TRUNC
+	if !fresh {
+		flags = os.O_RDWR | os.O_CREATE | os.O_EXCL
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if !fresh && errors.Is(err, os.ErrExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -73,3 +73,32 @@ func TestGuestSpec(t *testing.T) {
 		t.Errorf("host namespace path: %v, want InvalidArgument", err)
 	}
 }
+
+// TestParseErofsSnapshot reads the erofs snapshotter's block-mode mounts
+// as containerd 2.4 passes them.
+func TestParseErofsSnapshot(t *testing.T) {
+	r, err := parseRootfs([]*types.Mount{
+		{Type: "mkfs/ext4", Source: "/s/9/rwlayer.img", Options: []string{"X-containerd.mkfs.fs=ext4", "X-containerd.mkfs.size=67108864", "rw", "loop"}},
+		{Type: "erofs", Source: "/s/2/layer.erofs", Options: []string{"ro", "loop"}},
+		{Type: "erofs", Source: "/s/1/layer.erofs", Options: []string{"ro", "loop"}},
+		{Type: "format/mkdir/overlay", Source: "overlay", Options: []string{
+			"X-containerd.mkdir.path={{ mount 0 }}/upper:0755", "X-containerd.mkdir.path={{ mount 0 }}/work:0755",
+			"workdir={{ mount 0 }}/work", "upperdir={{ mount 0 }}/upper", "lowerdir={{ overlay 1 2 }}"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(r.images, []string{"/s/2/layer.erofs", "/s/1/layer.erofs"}) || r.scratch != "/s/9/rwlayer.img" || r.scratchSize != 64<<20 || len(r.dirs) != 0 {
+		t.Fatalf("%+v", r)
+	}
+	r, err = parseRootfs([]*types.Mount{{Type: "erofs", Source: "/s/1/layer.erofs", Options: []string{"ro"}}})
+	if err != nil || len(r.images) != 1 || r.scratch != "" {
+		t.Fatalf("one layer: %+v %v", r, err)
+	}
+	if _, err := parseRootfs([]*types.Mount{{Type: "erofs", Source: "/m", Options: []string{"ro", "device=/s/1/layer.erofs"}}}); !errdefs.IsNotImplemented(err) {
+		t.Errorf("fsmerge: %v, want NotImplemented", err)
+	}
+	if _, err := parseRootfs([]*types.Mount{{Type: "erofs", Source: "/l"}, {Type: "mkfs/ext4", Source: "/rw", Options: []string{"X-containerd.mkfs.size=1"}}}); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("mkfs/ext4 not first: %v, want InvalidArgument", err)
+	}
+}

@@ -30,8 +30,6 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
-
-	"github.com/uvmgcs/gcs/shim/layers"
 )
 
 // Version is reported by Connect and -v.
@@ -65,6 +63,7 @@ type Options struct {
 	// StateDir is the group's directory on the host: the VM's sockets
 	// (vm/) and qemu.pid.
 	StateDir  string
+	Namespace string // containerd's, for binary:// loggers
 	Publisher EventPublisher
 }
 
@@ -102,32 +101,10 @@ func (s *Service) Idle() bool {
 	return len(s.tasks) == 0
 }
 
-// Close powers the VM off.
-func (s *Service) Close(ctx context.Context) error {
-	s.mu.Lock()
-	sb := s.sb
-	s.mu.Unlock()
-	if sb == nil {
-		return nil
-	}
-	err := sb.Close(ctx)
-	os.Remove(filepath.Join(s.opts.StateDir, "qemu.pid"))
-	return err
-}
-
 func (s *Service) publish(topic string, ev proto.Message) {
 	if s.opts.Publisher != nil {
 		s.opts.Publisher.Publish(s.ctx, topic, ev)
 	}
-}
-
-func (s *Service) vmPid() uint32 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.sb == nil {
-		return 0
-	}
-	return uint32(s.sb.Pid())
 }
 
 func (s *Service) getTask(id string) (*shimTask, error) {
@@ -150,82 +127,6 @@ func (s *Service) getProcess(id, execID string) (*shimTask, *process, error) {
 		return nil, nil, errgrpc.ToGRPC(err)
 	}
 	return t, p, nil
-}
-
-// ensureVM boots the group's VM on the first Create, with the
-// configuration the runtime options name.
-func (s *Service) ensureVM(ctx context.Context, opts *anypb.Any) (sandbox, *diskSet, Config, error) {
-	s.bootMu.Lock()
-	defer s.bootMu.Unlock()
-	s.mu.Lock()
-	sb, disks, cfg := s.sb, s.disks, s.cfg
-	s.mu.Unlock()
-	if sb != nil {
-		select {
-		case <-sb.Done():
-			return nil, nil, cfg, fmt.Errorf("the group's utility VM has stopped: %w", errdefs.ErrUnavailable)
-		default:
-		}
-		return sb, disks, cfg, nil
-	}
-	cfg, err := loadConfig(opts)
-	if err != nil {
-		return nil, nil, cfg, err
-	}
-	vc := vmConfig{Kernel: cfg.Kernel, Initrd: cfg.Initrd, CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB, KernelArgs: cfg.KernelArgs, StateDir: filepath.Join(s.opts.StateDir, "vm")}
-	if cfg.ConsoleLog != "" {
-		f, err := os.OpenFile(cfg.ConsoleLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-		if err != nil {
-			return nil, nil, cfg, fmt.Errorf("console_log: %w", err)
-		}
-		vc.Console = f // the VM's lifetime is the shim's
-	}
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), vmBootTimeout)
-	defer cancel()
-	t0 := time.Now()
-	sb, err = bootVM(bctx, vc)
-	if err != nil {
-		return nil, nil, cfg, err
-	}
-	log.G(ctx).WithField("qemu-pid", sb.Pid()).WithField("boot", time.Since(t0)).Info("utility VM ready")
-	if err := os.WriteFile(filepath.Join(s.opts.StateDir, "qemu.pid"), []byte(fmt.Sprint(sb.Pid())), 0o600); err != nil {
-		log.G(ctx).WithError(err).Warn("write qemu.pid")
-	}
-	disks = newDiskSet(sb, layers.NewCache(cfg.LayerCache))
-	s.mu.Lock()
-	s.sb, s.disks, s.cfg = sb, disks, cfg
-	s.mu.Unlock()
-	go s.watchVM(sb)
-	go func() {
-		if n, err := disks.cache.Prune(); err == nil && n > 0 {
-			log.G(s.ctx).WithField("removed", n).Info("pruned layer disks of deleted snapshots")
-		}
-	}()
-	return sb, disks, cfg, nil
-}
-
-// watchVM ends every process when the VM stops under them.
-func (s *Service) watchVM(sb sandbox) {
-	<-sb.Done()
-	s.mu.Lock()
-	tasks := make([]*shimTask, 0, len(s.tasks))
-	for _, t := range s.tasks {
-		tasks = append(tasks, t)
-	}
-	s.mu.Unlock()
-	for _, t := range tasks {
-		t.mu.Lock()
-		procs := []*process{t.init}
-		for _, p := range t.execs {
-			procs = append(procs, p)
-		}
-		t.mu.Unlock()
-		for _, p := range procs {
-			if p.setExited(137) {
-				s.published(t, p)
-			}
-		}
-	}
 }
 
 // Create boots the group's VM if needed, mounts the task's root
@@ -305,7 +206,7 @@ func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		}
 		launch = func(io stdioRequest) (guestProcess, error) { return t.gc.Exec(ctx, p.spec, io) }
 	}
-	if err := p.start(s.ctx, launch, func(p *process) { s.exited(t, p) }); err != nil {
+	if err := p.start(s.ctx, s.opts.Namespace, launch, func(p *process) { s.exited(t, p) }); err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
 	pid := s.vmPid()

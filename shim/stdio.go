@@ -36,9 +36,7 @@ func (s stdioPaths) validate() error {
 			continue
 		}
 		switch u.Scheme {
-		case "", "fifo", "file":
-		case "binary":
-			return fmt.Errorf("stdio %s: binary:// loggers are not supported by this shim: %w", p, errdefs.ErrNotImplemented)
+		case "", "fifo", "file", "binary":
 		default:
 			return fmt.Errorf("stdio %s: unknown scheme %q: %w", p, u.Scheme, errdefs.ErrInvalidArgument)
 		}
@@ -53,6 +51,8 @@ func (s stdioPaths) validate() error {
 // and the guest. Output is done when both output copies have ended (the
 // guest closed the streams after the process exited).
 type relay struct {
+	ctx       context.Context
+	logger    *binaryLogger
 	closers   []io.Closer
 	stdin     io.ReadCloser
 	stdinDone chan struct{} // closed when the stdin copy ended
@@ -96,8 +96,8 @@ func openOutput(ctx context.Context, p string) (io.WriteCloser, []io.Closer, err
 
 // startRelay connects p's streams to the paths. The FIFOs are opened
 // here; containerd holds their other ends already.
-func startRelay(ctx context.Context, paths stdioPaths, p guestProcess) (*relay, error) {
-	r := &relay{}
+func startRelay(ctx context.Context, paths stdioPaths, p guestProcess, taskID, ns string) (*relay, error) {
+	r := &relay{ctx: ctx}
 	fail := func(err error) (*relay, error) {
 		r.close()
 		return nil, err
@@ -122,12 +122,24 @@ func startRelay(ctx context.Context, paths stdioPaths, p guestProcess) (*relay, 
 	if paths.Terminal {
 		outs = outs[:1]
 	}
-	for _, o := range outs {
+	if u, err := url.Parse(paths.Stdout); err == nil && u.Scheme == "binary" {
+		l, err := startBinaryLogger(ctx, u, taskID, ns)
+		if err != nil {
+			return fail(err)
+		}
+		r.logger = l
+	}
+	for i, o := range outs {
 		if o.src == nil {
 			continue
 		}
 		var w io.Writer = io.Discard
-		if o.path != "" {
+		if r.logger != nil {
+			w = r.logger.out
+			if i == 1 {
+				w = r.logger.err
+			}
+		} else if o.path != "" {
 			wc, closers, err := openOutput(context.WithoutCancel(ctx), o.path)
 			if err != nil {
 				return fail(err)
@@ -182,6 +194,9 @@ func (r *relay) close() {
 	r.once.Do(func() {
 		for _, c := range r.closers {
 			c.Close()
+		}
+		if r.logger != nil {
+			r.logger.stop(r.ctx)
 		}
 	})
 }

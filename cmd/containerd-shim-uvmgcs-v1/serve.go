@@ -43,7 +43,7 @@ func serve(f flags) error {
 		return fmt.Errorf("the socket on fd 3: %w", err)
 	}
 	pub := shim.NewPublisher(ctx, os.Getenv("TTRPC_ADDRESS"), f.namespace)
-	svc := shim.New(ctx, shim.Options{StateDir: dir, Publisher: pub})
+	svc := shim.New(ctx, shim.Options{StateDir: dir, Namespace: f.namespace, Publisher: pub})
 	server, err := ttrpc.NewServer(ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()))
 	if err != nil {
 		return err

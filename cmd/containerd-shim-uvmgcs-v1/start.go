@@ -256,6 +256,10 @@ func printInfo(w io.Writer) error {
 	b, err := proto.Marshal(&apitypes.RuntimeInfo{
 		Name:    RuntimeName,
 		Version: &apitypes.RuntimeVersion{Version: shim.Version},
+		// containerd 2.x hands the erofs snapshotter's mounts (erofs
+		// layers, a mkfs'd writable image, mkdir/format templates) to
+		// the shim instead of mounting them on the host.
+		Annotations: map[string]string{"containerd.io/runtime-allow-mounts": "mkdir/*,format/*,erofs"},
 	})
 	if err != nil {
 		return err

@@ -127,3 +127,62 @@ func TestRefusedClearly(t *testing.T) {
 		d.remove("bind-" + d.id())
 	})
 }
+
+// TestBinaryLogger: --log-uri binary:// runs the logger with the
+// container's stdout on fd 3 and stderr on fd 4, as runc's shim does.
+func TestBinaryLogger(t *testing.T) {
+	forEach(t, func(t *testing.T, d *daemon) {
+		dir := t.TempDir()
+		logger := filepath.Join(dir, "logger.sh")
+		script := "#!/bin/sh\nexec 5>&-\ncat <&4 > \"$2.err\" &\ncat <&3 > \"$2\"\nwait\necho \"$CONTAINER_NAMESPACE/$CONTAINER_ID\" > \"$2.env\"\n"
+		if err := os.WriteFile(logger, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, "out")
+		id := "logger-" + d.id()
+		if _, err := d.ctrOK(context.Background(), d.runArgs("--rm", "--log-uri", "binary://"+logger+"?file="+out, busyboxImage, id, "sh", "-c", "echo to-stdout; echo to-stderr >&2")...); err != nil {
+			t.Fatal(err)
+		}
+		for f, want := range map[string]string{out: "to-stdout\n", out + ".err": "to-stderr\n", out + ".env": namespace + "/" + id + "\n"} {
+			b, err := os.ReadFile(f)
+			if err != nil || string(b) != want {
+				t.Errorf("%s: %q %v, want %q", filepath.Base(f), b, err, want)
+			}
+		}
+	})
+}
+
+// TestVMDies: when the VM's process dies under a running task, the task
+// exits (137), its exit reaches the attached ctr, and delete cleans up.
+func TestVMDies(t *testing.T) {
+	forEach(t, func(t *testing.T, d *daemon) {
+		id := "vmdies-" + d.id()
+		type result struct {
+			code int
+			errs string
+		}
+		attached := make(chan result, 1)
+		go func() {
+			_, errs, code := d.ctr(context.Background(), d.runArgs("--rm", busyboxImage, id, "sleep", "100000")...)
+			attached <- result{code, errs}
+		}()
+		t.Cleanup(func() { d.remove(id) })
+		d.waitStatus(t, id, "RUNNING")
+		_, pid := d.taskStatus(t, id)
+		qemu, err := os.ReadFile("/proc/" + pid + "/cmdline")
+		if err != nil || !strings.Contains(string(qemu), d.dir+"/") {
+			t.Fatalf("task pid %s is not this run's VM: %q %v", pid, qemu, err)
+		}
+		if err := exec.Command("kill", "-9", pid).Run(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-attached:
+			if r.code != 137 {
+				t.Fatalf("attached ctr: exit %d (%s), want 137", r.code, r.errs)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatal("the attached ctr did not return after the VM died")
+		}
+	})
+}
