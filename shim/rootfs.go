@@ -106,11 +106,16 @@ func parseErofsSnapshot(mounts []*types.Mount) (rootfsLayers, error) {
 	var r rootfsLayers
 	for i, m := range mounts {
 		switch {
-		case m.Type == "mkfs/ext4":
+		case m.Type == "mkfs/ext4" || (m.Type == "ext4" && i == 0):
+			// containerd made and formatted the image itself unless
+			// the shim takes mkfs/: then it is "ext4".
 			if i != 0 || r.scratch != "" {
 				return r, fmt.Errorf("mkfs/ext4 mount %d: want it first: %w", i, errdefs.ErrInvalidArgument)
 			}
 			r.scratch = m.Source
+			if st, err := os.Stat(m.Source); err == nil {
+				r.scratchSize = st.Size()
+			}
 			for _, o := range m.Options {
 				if v, ok := strings.CutPrefix(o, "X-containerd.mkfs.size="); ok {
 					n, err := strconv.ParseInt(v, 10, 64)

@@ -35,6 +35,7 @@ func repoRoot() string {
 // versions are the containerds under test: name, containerd, ctr.
 type version struct {
 	name, containerd, ctr string
+	erofs                 bool // has the erofs snapshotter
 }
 
 func versions() []version {
@@ -43,8 +44,8 @@ func versions() []version {
 		c2 = filepath.Join(repoRoot(), "out", "cache", "containerd-v2.4.2")
 	}
 	return []version{
-		{"1.6", "/usr/bin/containerd", "/usr/bin/ctr"},
-		{"2.4.2", filepath.Join(c2, "containerd"), filepath.Join(c2, "ctr")},
+		{"1.6", "/usr/bin/containerd", "/usr/bin/ctr", false},
+		{"2.4.2", filepath.Join(c2, "containerd"), filepath.Join(c2, "ctr"), true},
 	}
 }
 
@@ -207,6 +208,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", 
 [plugins."io.containerd.internal.v1.opt"]
   path = %q
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.sock, filepath.Join(dir, "opt"))
+	if v.erofs {
+		// Block mode: each container's writable layer is an ext4 image.
+		cfg += "[plugins.\"io.containerd.snapshotter.v1.erofs\"]\n  default_size = \"64M\"\n"
+	}
 	shimCfg := fmt.Sprintf("kernel = %q\ninitrd = %q\nlayer_cache = %q\nscratch_mib = 256\nconsole_log = %q\n",
 		suite.kernel, suite.initrd, d.layers, filepath.Join(dir, "console.log"))
 	for p, b := range map[string]string{d.config: cfg, d.shimConfig: shimCfg} {

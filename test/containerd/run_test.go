@@ -186,3 +186,31 @@ func TestVMDies(t *testing.T) {
 		}
 	})
 }
+
+// TestErofsSnapshotter (containerd 2.x): the erofs snapshotter's layers
+// are attached as they are (nothing converted, nothing mounted on the
+// host) and its block-mode writable image is the container's scratch disk.
+func TestErofsSnapshotter(t *testing.T) {
+	forEach(t, func(t *testing.T, d *daemon) {
+		if !d.v.erofs {
+			t.Skipf("containerd %s has no erofs snapshotter (2.x has)", d.v.name)
+		}
+		ctx := context.Background()
+		if _, err := d.ctrOK(ctx, "images", "import", "--local", "--snapshotter", "erofs", suite.layered); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := filepath.Glob(filepath.Join(d.layers, "*.erofs"))
+		out, err := d.ctrOK(ctx, d.runArgs("--rm", "--snapshotter", "erofs", layeredImage, "erofs-"+d.id(), "sh", "-c",
+			"cat /etc/layer2 /etc/layer3; ls /opq; test -e /etc/gone && echo gone-is-there; echo written > /w; cat /w")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "from layer 2\nfrom layer 3\nkept\nwritten\n"; out != want {
+			t.Fatalf("output %q, want %q", out, want)
+		}
+		after, _ := filepath.Glob(filepath.Join(d.layers, "*.erofs"))
+		if len(after) != len(before) {
+			t.Fatalf("erofs snapshotter layers were converted again: %d cached disks, then %d", len(before), len(after))
+		}
+	})
+}
