@@ -33,7 +33,7 @@ CONTAINERD2_VERSION := v2.4.2
 CONTAINERD2_DIR     := $(abspath $(OUT)/cache/containerd-$(CONTAINERD2_VERSION))
 BOOT_FILES := $(OUT)/initrd.img $(OUT)/rootfs.tar.gz $(OUT)/vmlinux
 # Unit packages also run under the race detector.
-RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/... ./host/ ./guest/storage/share/ ./host/uvm/
+RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/... ./host/ ./guest/storage/share/ ./host/uvm/ ./shim/...
 # The host library and CLI as a Windows host builds them (host/vm/hcs,
 # hvsocket). host/vm/qemu and host/hostmode are build-tagged linux; guest/
 # and cmd/gcs are Linux programs.

@@ -37,7 +37,7 @@ type disk struct{ Controller, LUN uint8 }
 type sandbox interface {
 	// Pid is the VM's process on this host (QEMU).
 	Pid() int
-	// Done is closed when the VM has stopped.
+	// Done is closed when the VM has stopped or its agent is gone.
 	Done() <-chan struct{}
 	// AttachDisk hot-plugs the file at path; DetachDisk has the guest let
 	// go of it and unplugs it.
@@ -135,17 +135,28 @@ func bootVM(ctx context.Context, cfg vmConfig) (sandbox, error) {
 		_ = m.Shutdown(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("boot utility VM: %w", r.err)
 	}
-	return &qemuSandbox{u: r.u, m: m, gc: r.u.GuestConnection()}, nil
+	s := &qemuSandbox{u: r.u, m: m, gc: r.u.GuestConnection(), dead: make(chan struct{})}
+	go func() {
+		// The VM is unusable when QEMU exits or the agent's connection
+		// drops, whichever the host notices first.
+		select {
+		case <-m.Done():
+		case <-s.gc.Done():
+		}
+		close(s.dead)
+	}()
+	return s, nil
 }
 
 type qemuSandbox struct {
-	u  *uvm.UVM
-	m  *qemu.VM
-	gc *host.GuestConnection
+	u    *uvm.UVM
+	m    *qemu.VM
+	gc   *host.GuestConnection
+	dead chan struct{}
 }
 
 func (s *qemuSandbox) Pid() int              { return s.m.Pid() }
-func (s *qemuSandbox) Done() <-chan struct{} { return s.m.Done() }
+func (s *qemuSandbox) Done() <-chan struct{} { return s.dead }
 
 func (s *qemuSandbox) AttachDisk(ctx context.Context, path string, readOnly bool) (disk, error) {
 	d, err := s.m.AddSCSIDisk(ctx, path, readOnly)

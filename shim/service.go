@@ -276,10 +276,10 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	case <-sb.Done():
 		// The VM is gone, and the container with it.
 	default:
-		if err := t.gc.Delete(ctx); err != nil {
+		if err := t.gc.Delete(ctx); err != nil && !stopped(sb) {
 			return nil, errgrpc.ToGRPC(fmt.Errorf("delete container %s: %w", r.ID, err))
 		}
-		if err := t.release(ctx); err != nil {
+		if err := t.release(ctx); err != nil && !stopped(sb) {
 			log.G(ctx).WithError(err).WithField("id", r.ID).Warn("release root filesystem")
 		}
 	}
@@ -289,6 +289,17 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	s.mu.Unlock()
 	s.publish(TopicTaskDelete, &eventstypes.TaskDelete{ContainerID: r.ID, Pid: pid, ExitStatus: code, ExitedAt: resp.ExitedAt, ID: r.ID})
 	return resp, nil
+}
+
+// stopped reports whether the VM is gone (a request that failed may have
+// failed because it died: give its watcher a moment to notice).
+func stopped(sb sandbox) bool {
+	select {
+	case <-sb.Done():
+		return true
+	case <-time.After(100 * time.Millisecond):
+		return false
+	}
 }
 
 // Exec adds a process to a running task; Start starts it.

@@ -46,7 +46,7 @@ func parseFlags(args []string) (flags, error) {
 		return f, fmt.Errorf("one action at most (start, delete), got %q", fs.Args())
 	}
 	f.action = fs.Arg(0)
-	if f.bundle == "" {
+	if f.bundle == "" && !f.info && !f.version {
 		wd, err := os.Getwd()
 		if err != nil {
 			return f, err

@@ -51,30 +51,20 @@ func TestLayeredImage(t *testing.T) {
 	forEach(t, func(t *testing.T, d *daemon) {
 		script := "cat /etc/layer2 /etc/layer3; ls /opq; test -e /etc/gone && echo gone-is-there; test -e /opq/hidden && echo hidden-is-there; echo written > /etc/new; cat /etc/new"
 		want := "from layer 2\nfrom layer 3\nkept\nwritten\n"
-		for i := 0; i < 2; i++ {
-			out, err := d.ctrOK(context.Background(), d.runArgs("--rm", layeredImage, "layers-"+d.id(), "sh", "-c", script)...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if out != want {
-				t.Fatalf("run %d: output %q, want %q", i, out, want)
-			}
-			disks, _ := filepath.Glob(filepath.Join(d.layers, "*.erofs"))
-			if len(disks) < 3 {
-				t.Fatalf("run %d: %d layer disks in the cache, want at least 3", i, len(disks))
-			}
-			if i == 0 {
-				continue
-			}
-			t.Logf("%d layer disks cached", len(disks))
+		out, err := d.ctrOK(context.Background(), d.runArgs("--rm", layeredImage, "layers-"+d.id(), "sh", "-c", script)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out != want {
+			t.Fatalf("output %q, want %q", out, want)
 		}
 		before, _ := filepath.Glob(filepath.Join(d.layers, "*.erofs"))
 		if _, err := d.ctrOK(context.Background(), d.runArgs("--rm", layeredImage, "layers-"+d.id(), "true")...); err != nil {
 			t.Fatal(err)
 		}
 		after, _ := filepath.Glob(filepath.Join(d.layers, "*.erofs"))
-		if len(after) != len(before) {
-			t.Fatalf("a second run of the same image converted layers again: %d disks, then %d", len(before), len(after))
+		if len(before) < 3 || len(after) != len(before) {
+			t.Fatalf("layer disks cached: %d after the first run (want at least 3), %d after the second (want the same)", len(before), len(after))
 		}
 	})
 }
