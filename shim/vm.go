@@ -111,4 +111,3 @@ func (s *Service) watchVM(sb sandbox) {
 		}
 	}
 }
-
