@@ -39,7 +39,7 @@ RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/.
 # and cmd/gcs are Linux programs.
 WINDOWS_PKGS := ./cmd/host-bridge ./host/... ./transport/... ./protocol/...
 
-.PHONY: run-hostmode all build boot deps boot-deps bench-deps containerd-deps apt-install test bench run install clean FORCE
+.PHONY: run-hostmode all build boot deps boot-deps bench-deps containerd-deps apt-install test bench run install busybox-image clean FORCE
 
 all: build boot
 
@@ -132,6 +132,11 @@ install: all
 	install -D -m 0755 $(SHIM) $(DESTDIR)$(PREFIX)/bin/containerd-shim-uvmgcs-v1
 	install -D -m 0644 $(OUT)/vmlinux $(DESTDIR)$(PREFIX)/share/uvmgcs/vmlinux
 	install -D -m 0644 $(OUT)/initrd.img $(DESTDIR)$(PREFIX)/share/uvmgcs/initrd.img
+
+# A busybox image (Debian's busybox-static) as an OCI archive for
+# `ctr images import`, named docker.io/uvmgcs/busybox:latest.
+busybox-image: deps
+	$(GO) run ./internal/ociimage/mkbusybox -o $(OUT)/busybox-oci.tar
 
 clean:
 	rm -rf $(OUT)
