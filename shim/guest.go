@@ -54,6 +54,9 @@ type sandbox interface {
 	// at root; UncombineLayers unmounts it.
 	CombineLayers(ctx context.Context, layers []string, scratch, root string) error
 	UncombineLayers(ctx context.Context, layers []string, scratch, root string) error
+	// ShareDirectory serves the host directory dir to the guest over 9p
+	// and mounts it at guestPath; release unmounts it and stops serving.
+	ShareDirectory(ctx context.Context, dir, guestPath string, readOnly bool) (release func(context.Context) error, err error)
 	// CreateContainer creates a container whose root is in place.
 	CreateContainer(ctx context.Context, id string, spec *specs.Spec) (guestContainer, error)
 	// Close powers the VM off and reaps it.
@@ -208,6 +211,14 @@ func (s *qemuSandbox) UncombineLayers(ctx context.Context, layers []string, scra
 	return toErrdefs(s.gc.RemoveCombinedLayers(ctx, combined(layers, scratch, root)))
 }
 
+func (s *qemuSandbox) ShareDirectory(ctx context.Context, dir, guestPath string, readOnly bool) (func(context.Context) error, error) {
+	sh, err := s.gc.ShareDirectory(ctx, dir, guestPath, readOnly)
+	if err != nil {
+		return nil, toErrdefs(err)
+	}
+	return func(ctx context.Context) error { return toErrdefs(sh.Release(ctx)) }, nil
+}
+
 func (s *qemuSandbox) CreateContainer(ctx context.Context, id string, spec *specs.Spec) (guestContainer, error) {
 	c, err := s.gc.CreateContainer(ctx, id, spec)
 	if err != nil {
@@ -218,8 +229,12 @@ func (s *qemuSandbox) CreateContainer(ctx context.Context, id string, spec *spec
 
 func (s *qemuSandbox) Close(ctx context.Context) error { return s.u.Close(ctx) }
 
-// GuestRootPath is where a container's root filesystem is assembled.
+// guestRootPath is where a container's root filesystem is assembled.
 func guestRootPath(id string) string { return host.GuestBundleRoot + "/" + id + "/rootfs" }
+
+// guestSharePath is where the n-th host directory a container's bind
+// mounts name is mounted in the guest.
+func guestSharePath(id string, n int) string { return fmt.Sprintf("/run/mounts/shares/%s/%d", id, n) }
 
 type hostContainer struct{ c *host.Container }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/uvmgcs/gcs/shim/layers"
 )
@@ -32,15 +33,29 @@ type rootfsLayers struct {
 	// sparse file in the bundle.
 	scratch     string
 	scratchSize int64
+	// shareDir is a host directory that is the root itself, shared over
+	// Plan9 (ctr run --rootfs, a writable bind mount).
+	shareDir string
+	shareRO  bool
 }
 
 // parseRootfs reads the snapshotter's mounts for a task: one overlay mount
-// (lowerdir top first, upperdir, workdir) or a read-only bind of one
-// layer. Anything else needs a host directory shared into the VM, which
-// this shim does not do yet.
-func parseRootfs(mounts []*types.Mount) (rootfsLayers, error) {
+// (lowerdir top first, upperdir, workdir), a read-only bind of one layer,
+// the erofs snapshotter's mounts, or none (the spec's root is a host
+// directory) or a writable bind: those are shared into the VM over Plan9.
+func parseRootfs(mounts []*types.Mount, bundle string, root *specs.Root) (rootfsLayers, error) {
 	if len(mounts) == 0 {
-		return rootfsLayers{}, fmt.Errorf("a root filesystem that is not a snapshot (ctr run --rootfs) needs a shared host directory, which this shim does not support yet: %w", errdefs.ErrNotImplemented)
+		if root == nil || root.Path == "" {
+			return rootfsLayers{}, fmt.Errorf("no rootfs mounts and no root path in the spec: %w", errdefs.ErrInvalidArgument)
+		}
+		dir := root.Path
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(bundle, dir)
+		}
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return rootfsLayers{}, fmt.Errorf("root %s is not a directory: %w", dir, errdefs.ErrInvalidArgument)
+		}
+		return rootfsLayers{shareDir: dir, shareRO: root.Readonly}, nil
 	}
 	if isErofsSnapshot(mounts) {
 		return parseErofsSnapshot(mounts)
@@ -82,7 +97,7 @@ func parseRootfs(mounts []*types.Mount) (rootfsLayers, error) {
 				return rootfsLayers{dirs: []string{m.Source}}, nil
 			}
 		}
-		return rootfsLayers{}, fmt.Errorf("a writable bind-mounted rootfs (%s) needs a shared host directory, which this shim does not support yet: %w", m.Source, errdefs.ErrNotImplemented)
+		return rootfsLayers{shareDir: m.Source}, nil
 	}
 	return rootfsLayers{}, fmt.Errorf("rootfs mount type %q (%s) is not supported: %w", m.Type, m.Source, errdefs.ErrNotImplemented)
 }
@@ -222,6 +237,9 @@ func (s *diskSet) mountRootfs(ctx context.Context, r rootfsLayers, bundle string
 		}
 	}()
 
+	if r.shareDir != "" {
+		return s.sb.ShareDirectory(ctx, r.shareDir, root, r.shareRO)
+	}
 	imgs := make([]string, 0, len(r.dirs)+1)
 	if r.upper != "" {
 		img := filepath.Join(bundle, "upper.erofs")

@@ -11,6 +11,7 @@ package shim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -154,11 +155,11 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		return nil, errgrpc.ToGRPC(err)
 	}
 	root := guestRootPath(r.ID)
-	gs, err := guestSpec(spec, root)
+	gs, binds, err := guestSpec(spec, root)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	rl, err := parseRootfs(r.Rootfs)
+	rl, err := parseRootfs(r.Rootfs, r.Bundle, spec.Root)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -166,9 +167,30 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	release, err := disks.mountRootfs(ctx, rl, r.Bundle, cfg.ScratchMiB, root)
+	rootRelease, err := disks.mountRootfs(ctx, rl, r.Bundle, cfg.ScratchMiB, root)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(fmt.Errorf("root filesystem: %w", err))
+	}
+	releases := []func(context.Context) error{rootRelease}
+	release := func(ctx context.Context) error {
+		var errs []error
+		for i := len(releases) - 1; i >= 0; i-- {
+			errs = append(errs, releases[i](ctx))
+		}
+		return errors.Join(errs...)
+	}
+	for n, b := range binds {
+		gp := guestSharePath(r.ID, n)
+		rel, err := sb.ShareDirectory(ctx, b.dir, gp, b.readOnly)
+		if err != nil {
+			_ = release(context.WithoutCancel(ctx))
+			return nil, errgrpc.ToGRPC(fmt.Errorf("bind mount of %s: %w", b.dir, err))
+		}
+		releases = append(releases, rel)
+		if b.file != "" {
+			gp += "/" + b.file
+		}
+		gs.Mounts[b.index].Source = gp
 	}
 	gc, err := sb.CreateContainer(ctx, r.ID, gs)
 	if err != nil {

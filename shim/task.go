@@ -65,19 +65,44 @@ func readSpec(bundle string) (*specs.Spec, error) {
 	return &s, nil
 }
 
-// guestSpec rewrites a host spec for the guest: the root is the overlay
-// the guest assembled; host-only parts (hooks, host bind mounts) are
-// refused or dropped.
-func guestSpec(s *specs.Spec, root string) (*specs.Spec, error) {
+// hostBind is a bind mount of a host path, which the guest sees through a
+// Plan9 share of a directory.
+type hostBind struct {
+	index    int    // in the guest spec's Mounts
+	dir      string // the host directory shared
+	file     string // the file in dir the mount names; "" for dir itself
+	readOnly bool
+}
+
+// guestSpec rewrites a host spec for the guest: the root is the one the
+// guest assembles; hooks are dropped (they would run on no host); host
+// bind mounts are returned for sharing (their sources are rewritten once
+// shared); host namespace paths are refused.
+func guestSpec(s *specs.Spec, root string) (*specs.Spec, []hostBind, error) {
 	g := *s
 	g.Root = &specs.Root{Path: root, Readonly: s.Root != nil && s.Root.Readonly}
 	g.Hooks = nil
-	g.Mounts = nil
-	for _, m := range s.Mounts {
-		if isHostBind(m) {
-			return nil, fmt.Errorf("bind mount of host path %s at %s needs a shared host directory, which this shim does not support yet: %w", m.Source, m.Destination, errdefs.ErrNotImplemented)
+	g.Mounts = append([]specs.Mount(nil), s.Mounts...)
+	var binds []hostBind
+	for i, m := range s.Mounts {
+		if !isHostBind(m) {
+			continue
 		}
-		g.Mounts = append(g.Mounts, m)
+		st, err := os.Stat(m.Source)
+		if err != nil {
+			return nil, nil, fmt.Errorf("bind mount at %s: %w: %w", m.Destination, err, errdefs.ErrInvalidArgument)
+		}
+		b := hostBind{index: i, dir: m.Source}
+		if !st.IsDir() {
+			// A file is shared through its directory.
+			b.dir, b.file = filepath.Dir(m.Source), filepath.Base(m.Source)
+		}
+		for _, o := range m.Options {
+			if o == "ro" {
+				b.readOnly = true
+			}
+		}
+		binds = append(binds, b)
 	}
 	if s.Linux != nil {
 		l := *s.Linux
@@ -86,17 +111,17 @@ func guestSpec(s *specs.Spec, root string) (*specs.Spec, error) {
 		l.Namespaces = nil
 		for _, ns := range s.Linux.Namespaces {
 			if ns.Path != "" {
-				return nil, fmt.Errorf("joining the host namespace %s (%s) is impossible in a VM: %w", ns.Path, ns.Type, errdefs.ErrInvalidArgument)
+				return nil, nil, fmt.Errorf("joining the host namespace %s (%s) is impossible in a VM: %w", ns.Path, ns.Type, errdefs.ErrInvalidArgument)
 			}
 			l.Namespaces = append(l.Namespaces, ns)
 		}
 		g.Linux = &l
 	}
-	return &g, nil
+	return &g, binds, nil
 }
 
 func isHostBind(m specs.Mount) bool {
-	if m.Type != "bind" && m.Type != "rbind" && m.Type != "" {
+	if m.Type != "bind" && m.Type != "rbind" && m.Type != "" && m.Type != "none" {
 		return false
 	}
 	for _, o := range m.Options {

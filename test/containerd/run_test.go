@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/containerd/console"
+
+	"github.com/uvmgcs/gcs/host/layer"
 )
 
 // TestRunHello is the first thing a user does: ctr run --rm an image
@@ -106,15 +108,74 @@ func TestRunTerminal(t *testing.T) {
 	})
 }
 
-// TestRefusedClearly: what the runtime cannot do yet (host directories in
-// the VM) fails with a message that says so, and leaves nothing behind.
+// TestRefusedClearly: what a VM cannot do (join a host namespace) fails
+// with a message that says so, and leaves nothing behind.
 func TestRefusedClearly(t *testing.T) {
 	forEach(t, func(t *testing.T, d *daemon) {
-		out, errs, code := d.ctr(context.Background(), d.runArgs("--rm", "--mount", "type=bind,src="+d.dir+",dst=/host,options=rbind:ro", busyboxImage, "bind-"+d.id(), "true")...)
-		if code == 0 || !strings.Contains(out+errs, "not support") {
-			t.Fatalf("a bind mount: exit %d, %q %q; want a failure saying it is not supported", code, out, errs)
+		id := "ns-" + d.id()
+		out, errs, code := d.ctr(context.Background(), d.runArgs("--rm", "--with-ns", "network:/proc/1/ns/net", busyboxImage, id, "true")...)
+		if code == 0 || !strings.Contains(out+errs, "impossible in a VM") {
+			t.Fatalf("--with-ns: exit %d, %q %q; want a failure saying it is impossible", code, out, errs)
 		}
-		d.remove("bind-" + d.id())
+		d.remove(id)
+	})
+}
+
+// TestBindMounts: host directories and files bind-mounted into the
+// container through Plan9 shares, read-write (the host sees what the
+// container wrote) and read-only (writes fail).
+func TestBindMounts(t *testing.T) {
+	forEach(t, func(t *testing.T, d *daemon) {
+		rw, ro := t.TempDir(), t.TempDir()
+		if err := os.WriteFile(filepath.Join(ro, "in"), []byte("from the host\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		file := filepath.Join(t.TempDir(), "single")
+		if err := os.WriteFile(file, []byte("one file\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := d.ctrOK(context.Background(), d.runArgs("--rm",
+			"--mount", "type=bind,src="+rw+",dst=/rw,options=rbind:rw",
+			"--mount", "type=bind,src="+ro+",dst=/ro,options=rbind:ro",
+			"--mount", "type=bind,src="+file+",dst=/etc/single,options=rbind:ro",
+			busyboxImage, "bind-"+d.id(), "sh", "-c",
+			"cat /ro/in /etc/single; echo written > /rw/out; echo x > /ro/no 2>/dev/null && echo ro-is-writable; true")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out != "from the host\none file\n" {
+			t.Fatalf("output %q", out)
+		}
+		if b, err := os.ReadFile(filepath.Join(rw, "out")); err != nil || string(b) != "written\n" {
+			t.Fatalf("the host sees %q %v in the read-write mount", b, err)
+		}
+		if _, err := os.Stat(filepath.Join(ro, "no")); err == nil {
+			t.Fatal("the container wrote into the read-only mount")
+		}
+	})
+}
+
+// TestRootfsDirectory: ctr run --rootfs runs a host directory (no
+// snapshot) as the container's root, shared over Plan9.
+func TestRootfsDirectory(t *testing.T) {
+	forEach(t, func(t *testing.T, d *daemon) {
+		root := filepath.Join(t.TempDir(), "root")
+		if err := layer.Busybox(context.Background(), "/bin/busybox", root); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "marker"), []byte("host tree\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := d.ctrOK(context.Background(), d.runArgs("--rm", "--rootfs", root, "rootfs-"+d.id(), "sh", "-c", "cat /marker; echo made > /made")...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out != "host tree\n" {
+			t.Fatalf("output %q", out)
+		}
+		if b, err := os.ReadFile(filepath.Join(root, "made")); err != nil || string(b) != "made\n" {
+			t.Fatalf("the host tree holds %q %v after the container wrote /made", b, err)
+		}
 	})
 }
 
