@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -111,34 +110,20 @@ func (r stdioRequest) params() *protocol.ProcessParameters {
 	return p
 }
 
-// bootVM starts a QEMU utility VM and waits for its agent. QEMU is started
-// from an OS thread that stays locked until the VM stops: its parent-death
-// signal fires when that thread exits, so the VM dies with this process and
-// never earlier.
+// bootVM starts a QEMU utility VM and waits for its agent. The driver
+// forks QEMU from an OS thread that lives as long as QEMU, so its
+// parent-death signal fires when this process dies and never earlier.
 func bootVM(ctx context.Context, cfg vmConfig) (sandbox, error) {
 	m := qemu.New(vm.Config{
 		Kernel: cfg.Kernel, Initrd: cfg.Initrd, KernelArgs: cfg.KernelArgs,
 		MemoryMiB: cfg.MemoryMiB, CPUs: cfg.CPUs, StateDir: cfg.StateDir, ConsoleLog: cfg.Console,
-	})
-	type result struct {
-		u   *uvm.UVM
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the VM
-		u, err := uvm.Start(ctx, m, host.Config{})
-		ch <- result{u, err}
-		if err == nil {
-			<-m.Done()
-		}
-	}()
-	r := <-ch
-	if r.err != nil {
+	}, qemu.Options{})
+	u, err := uvm.Start(ctx, m, uvm.Options{})
+	if err != nil {
 		_ = m.Shutdown(context.WithoutCancel(ctx))
-		return nil, fmt.Errorf("boot utility VM: %w", r.err)
+		return nil, fmt.Errorf("boot utility VM: %w", err)
 	}
-	s := &qemuSandbox{u: r.u, m: m, gc: r.u.GuestConnection(), dead: make(chan struct{})}
+	s := &qemuSandbox{u: u, m: m, gc: u.GuestConnection(), dead: make(chan struct{})}
 	go func() {
 		// The VM is unusable when QEMU exits or the agent's connection
 		// drops, whichever the host notices first.
@@ -227,7 +212,7 @@ func (s *qemuSandbox) CreateContainer(ctx context.Context, id string, spec *spec
 	return &hostContainer{c: c}, nil
 }
 
-func (s *qemuSandbox) Close(ctx context.Context) error { return s.u.Close(ctx) }
+func (s *qemuSandbox) Close(ctx context.Context) error { return s.u.Shutdown(ctx) }
 
 // guestRootPath is where a container's root filesystem is assembled.
 func guestRootPath(id string) string { return host.GuestBundleRoot + "/" + id + "/rootfs" }
