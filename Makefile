@@ -32,7 +32,7 @@ RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/.
 # and cmd/gcs are Linux programs.
 WINDOWS_PKGS := ./cmd/host-bridge ./host/... ./transport/... ./protocol/...
 
-.PHONY: run-hostmode all build boot deps boot-deps bench-deps apt-install test bench run clean FORCE
+.PHONY: run-hostmode all build boot deps boot-deps bench-deps apt-install test fuzz bench run clean FORCE
 
 all: build boot
 
@@ -101,6 +101,13 @@ test: deps all
 	GOOS=windows $(GO) build $(WINDOWS_PKGS) && GOOS=windows $(GO) vet $(WINDOWS_PKGS)
 	GCS_BINARY=$(GCS) $(GO) test -count=1 -v -timeout 20m ./... 2>&1 | tee $(OUT)/test.log; exit $${PIPESTATUS[0]}
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
+	$(MAKE) fuzz FUZZTIME=30s
+
+# The whole request path fuzzed: arbitrary requests through a real agent in a
+# sandbox (guest/agent's FuzzAgent); findings land in guest/agent/testdata/fuzz.
+FUZZTIME ?= 10m
+fuzz: deps
+	$(GO) test -run '^$$' -fuzz '^FuzzAgent$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x -parallel 1 ./guest/agent
 
 bench: deps bench-deps build
 	GCS_BINARY=$(GCS) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...

@@ -53,6 +53,9 @@ type Config struct {
 	DeviceTimeout, LinkTimeout time.Duration
 	// Started is when the process started; negotiation logs the time since.
 	Started time.Time
+	// Reaper collects this process's children; there is one per process,
+	// and the caller runs it. Nil: the agent runs its own until Close.
+	Reaper *runtime.Reaper
 }
 
 // Agent is a wired guest compute service. Close releases what it holds:
@@ -71,8 +74,9 @@ type Agent struct {
 	shutdown     chan struct{}
 }
 
-// New builds the agent cfg describes. The reaper starts at once (it must
-// see every child); nothing is served until Run or Serve.
+// New builds the agent cfg describes. Its reaper, if it runs its own,
+// starts at once (it must see every child); nothing is served until Run or
+// Serve.
 func New(cfg Config) (_ *Agent, err error) {
 	if cfg.Dialer == nil || cfg.StateRoot == "" {
 		return nil, errors.New("agent: Dialer and StateRoot are required")
@@ -89,10 +93,13 @@ func New(cfg Config) (_ *Agent, err error) {
 	}()
 	// The reaper outlives the bridge: shutting down waits for the
 	// processes it kills, and their exits arrive through it.
-	a.reaper = runtime.NewReaper()
-	var rctx context.Context
-	rctx, a.stopReaper = context.WithCancel(context.Background())
-	go a.reaper.Run(rctx)
+	a.reaper = cfg.Reaper
+	if a.reaper == nil {
+		a.reaper = runtime.NewReaper()
+		var rctx context.Context
+		rctx, a.stopReaper = context.WithCancel(context.Background())
+		go a.reaper.Run(rctx)
+	}
 	a.procs = runtime.NewProcesses(cfg.Dialer, a.reaper)
 
 	// Storage outlives the containers: their root filesystems are its mounts.
