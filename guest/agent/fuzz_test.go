@@ -417,6 +417,12 @@ func addSeeds(f *testing.F) {
 		Settings: protocol.ExecuteProcessSettings{ProcessParameters: string(params),
 			VsockStdioRelaySettings: protocol.VsockStdioRelaySettings{StdOut: 0x40000001, StdErr: 0x40000002}}})
 	f.Add(uint32(protocol.ExecuteProcess), exec)
+	spec := `{"ociVersion":"1.1.0","process":{"args":["/bin/true"],"cwd":"/"},"root":{"path":"` + stateToken + `/c/c1/rootfs"},` +
+		`"linux":{"namespaces":[{"type":"mount"},{"type":"pid"}]}}`
+	cfg, _ := json.Marshal(protocol.ContainerConfig{SchemaVersion: protocol.SchemaVersion{Major: 2, Minor: 1},
+		OciBundlePath: stateToken + "/c/c1", OciSpecification: json.RawMessage(spec)})
+	create, _ := json.Marshal(protocol.CreateRequest{RequestBase: protocol.RequestBase{ContainerID: "c1"}, ContainerConfig: string(cfg)})
+	f.Add(uint32(protocol.Create), create)
 }
 
 // FuzzAgent feeds one arbitrary request (type, body) to a fresh agent wired

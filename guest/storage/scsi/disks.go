@@ -52,10 +52,10 @@ func key(d *protocol.MappedVirtualDisk) string {
 // not match fails the mount with an error wrapping dm.ErrVerity.
 //
 // VerityInfo on a writable disk, and encrypted disks (dm-crypt, served by
-// a later change), answer HrNotImpl. EnsureFilesystem is honoured when
+// a later change), are errdefs.ErrNotImplemented. EnsureFilesystem is honoured when
 // the disk already holds the filesystem asked for; formatting a blank disk
 // needs mkfs, which the guest image does not carry, so that answers
-// HrNotImpl too.
+// not implemented either.
 func (s *Disks) Add(ctx context.Context, d *protocol.MappedVirtualDisk) error {
 	switch {
 	case d.Encrypted:
