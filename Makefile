@@ -101,13 +101,16 @@ test: deps all
 	GOOS=windows $(GO) build $(WINDOWS_PKGS) && GOOS=windows $(GO) vet $(WINDOWS_PKGS)
 	GCS_BINARY=$(GCS) $(GO) test -count=1 -v -timeout 20m ./... 2>&1 | tee $(OUT)/test.log; exit $${PIPESTATUS[0]}
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
-	$(MAKE) fuzz FUZZTIME=30s
+	$(MAKE) fuzz FUZZ=FuzzAgent FUZZTIME=30s
+	$(MAKE) fuzz FUZZ=FuzzAgentSession FUZZTIME=30s
 
-# The whole request path fuzzed: arbitrary requests through a real agent in a
-# sandbox (guest/agent's FuzzAgent); findings land in guest/agent/testdata/fuzz.
+# The whole request path fuzzed through a real agent in a sandbox: FuzzAgent
+# (one request of any type and body) or FuzzAgentSession (sequences of
+# requests); findings land in guest/agent/testdata/fuzz.
+FUZZ ?= FuzzAgent
 FUZZTIME ?= 10m
 fuzz: deps
-	$(GO) test -run '^$$' -fuzz '^FuzzAgent$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x -parallel 1 ./guest/agent
+	$(GO) test -run '^$$' -fuzz '^$(FUZZ)$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x -parallel 1 ./guest/agent
 
 bench: deps bench-deps build
 	GCS_BINARY=$(GCS) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...

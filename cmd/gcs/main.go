@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/opencontainers/cgroups/devices" // registers the device-cgroup manager libcontainer needs
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // joins namespaces before the Go runtime starts, for "gcs init"
 	"github.com/sirupsen/logrus"

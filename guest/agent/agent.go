@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	_ "github.com/opencontainers/cgroups/devices" // registers the device-cgroup manager libcontainer needs
+
 	"github.com/uvmgcs/gcs/guest/bridge"
 	"github.com/uvmgcs/gcs/guest/kmod"
 	"github.com/uvmgcs/gcs/guest/network"

@@ -96,3 +96,29 @@ func TestAgentServes(t *testing.T) {
 		t.Fatal("Serve kept serving after the VM shut down")
 	}
 }
+
+// TestDeleteWithMainThreadInAContainer replays a container's life (layers,
+// create, init, wait, delete, layers removed) until the process's main
+// thread has been left in a container's mount namespace (libcontainer
+// enters one on a locked thread; the Go runtime parks rather than ends the
+// main thread), and once more after: deleting the container must still
+// find and detach its root file system in the agent's own mount table,
+// not /proc/self's, or it deletes through the mounted root and fails.
+func TestDeleteWithMainThreadInAContainer(t *testing.T) {
+	requireConfined(t)
+	env := newFuzzEnv(t)
+	life := sessionSeeds()[0]
+	wedged := func() bool {
+		self, _ := os.Readlink("/proc/self/ns/mnt")
+		thread, _ := os.Readlink("/proc/thread-self/ns/mnt")
+		return self != thread
+	}
+	for i := 0; i < 30; i++ {
+		was := wedged()
+		env.run(t, slices.Clone(life), true)
+		if was {
+			return
+		}
+	}
+	t.Logf("the main thread never entered a container's mount namespace in 30 runs; the lives ran anyway")
+}

@@ -24,9 +24,14 @@ import (
 	"github.com/uvmgcs/gcs/protocol"
 )
 
-// stateToken in a fuzzed body stands for the input's state root, so seeds
-// (and what the fuzzer makes of them) can name paths the agent accepts.
-const stateToken = "$STATE"
+// stateToken in a fuzzed body stands for the input's state root, and
+// pidToken for the process id of the input's last ExecuteProcess, so seeds
+// (and what the fuzzer makes of them) can name paths and processes the
+// agent knows.
+const (
+	stateToken = "$STATE"
+	pidToken   = "$PID"
+)
 
 // maxFuzzBody bounds a fuzzed request body.
 const maxFuzzBody = 1 << 20
@@ -90,7 +95,7 @@ func newFuzzEnv(t testing.TB) *fuzzEnv {
 
 func mountPoints(t testing.TB) []string {
 	t.Helper()
-	ms, err := storagetest.ReadMountInfo("/proc/self/mountinfo")
+	ms, err := storagetest.ReadMountInfo("/proc/thread-self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,20 +121,25 @@ func linkNames(t testing.TB) []string {
 	return out
 }
 
-// cgroupsLeft lists the cgroups beneath the sandbox's cgroup roots.
+// fuzzCgroupParent is the fuzzed agents' CgroupParent.
+const fuzzCgroupParent = "/fuzz"
+
+// cgroupsLeft lists the cgroups beneath the sandbox's cgroup roots but the
+// agents' parent, which outlives them as /containers does in a VM, and
+// the cgroups beneath the parent.
 func cgroupsLeft(t testing.TB) []string {
 	t.Helper()
 	var out []string
 	for _, root := range confinement.cgroups {
-		ents, err := os.ReadDir(root)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range ents {
-			if e.IsDir() {
-				out = append(out, filepath.Join(root, e.Name()))
+		filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
+			if d.IsDir() && p != root && p != filepath.Join(root, fuzzCgroupParent) {
+				out = append(out, p)
+			}
+			return nil
+		})
 	}
 	return out
 }
@@ -186,6 +196,12 @@ const answerTimeout = 2 * time.Minute
 // answer reads frames until the response to request id, skipping
 // notifications; any other frame is a failure.
 func (h *host) answer(typ protocol.MessageType, id uint64) protocol.ResponseBase {
+	rb, _ := h.answerBody(typ, id)
+	return rb
+}
+
+// answerBody is answer with the response's body.
+func (h *host) answerBody(typ protocol.MessageType, id uint64) (protocol.ResponseBase, []byte) {
 	h.t.Helper()
 	h.conn.SetReadDeadline(time.Now().Add(answerTimeout))
 	for {
@@ -206,33 +222,50 @@ func (h *host) answer(typ protocol.MessageType, id uint64) protocol.ResponseBase
 		if strings.Contains(rb.ErrorMessage, "internal error handling") {
 			h.t.Fatalf("request %d (%s) made a handler panic: %s", id, typ, rb.ErrorMessage)
 		}
-		return rb
+		return rb, body
 	}
 }
 
-// run serves one input with a fresh agent and checks what it left.
-func (e *fuzzEnv) run(t *testing.T, typ protocol.MessageType, body []byte) {
-	if len(body) > maxFuzzBody {
-		return
-	}
+// request is one request of an input.
+type request struct {
+	typ  protocol.MessageType
+	body []byte
+}
+
+// run serves one input's requests, in order, with a fresh agent and checks
+// what it left; strict also fails on any failed request (for tests that
+// replay a sequence known to be good).
+func (e *fuzzEnv) run(t *testing.T, reqs []request, strict bool) {
 	state, err := os.MkdirTemp(confinement.tmp, "state-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(state)
-	for _, d := range []string{"sys", "dev", "modules", "layers/l1", "c/c1/rootfs"} {
+	for _, d := range []string{"sys", "dev", "modules", "layers/l1", "layers/host", "c/c1/rootfs"} {
 		if err := os.MkdirAll(filepath.Join(state, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	body = bytes.ReplaceAll(body, []byte(stateToken), []byte(state))
+	// layers/host is the machine's root file system, read-only: a layer
+	// that containers can run programs from.
+	hostLayer := filepath.Join(state, "layers", "host")
+	if err := unix.Mount("/", hostLayer, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(hostLayer, unix.MNT_DETACH)
+	if err := unix.Mount("", hostLayer, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+		t.Fatal(err)
+	}
+	for i := range reqs {
+		reqs[i].body = bytes.ReplaceAll(reqs[i].body, []byte(stateToken), []byte(state))
+	}
 
 	dialer := &pipeDialer{}
 	defer dialer.Close()
 	a, err := New(Config{
 		Dialer:        dialer,
 		StateRoot:     state,
-		CgroupParent:  "/fuzz",
+		CgroupParent:  fuzzCgroupParent,
 		SysRoot:       filepath.Join(state, "sys"),
 		DevRoot:       filepath.Join(state, "dev"),
 		ModulesRoot:   filepath.Join(state, "modules"),
@@ -277,11 +310,27 @@ func (e *fuzzEnv) run(t *testing.T, typ protocol.MessageType, body []byte) {
 	if rb := h.answer(protocol.NegotiateProtocol, 1); rb.Result != 0 {
 		t.Fatalf("negotiation: %+v", rb)
 	}
-	h.send(typ, 2, body)
 	shutDown := false
-	if typ.Kind() == protocol.KindRequest {
-		rb := h.answer(typ, 2)
-		shutDown = rb.Result == 0 && isUVMShutdown(typ, body)
+	id := uint64(1)
+	pid := []byte("0")
+	for _, r := range reqs {
+		id++
+		r.body = bytes.ReplaceAll(r.body, []byte(pidToken), pid)
+		h.send(r.typ, id, r.body)
+		if r.typ.Kind() != protocol.KindRequest {
+			continue
+		}
+		rb, body := h.answerBody(r.typ, id)
+		if strict && rb.Result != 0 {
+			t.Fatalf("request %d (%s): %s", id, r.typ, rb.ErrorMessage)
+		}
+		var ep protocol.ExecuteProcessResponse
+		if r.typ == protocol.ExecuteProcess && rb.Result == 0 && json.Unmarshal(body, &ep) == nil {
+			pid = strconv.AppendUint(nil, uint64(ep.ProcessID), 10)
+		}
+		if shutDown = rb.Result == 0 && isUVMShutdown(r.typ, r.body); shutDown {
+			break
+		}
 	}
 	if shutDown {
 		// The agent stops serving once it has answered.
@@ -293,8 +342,9 @@ func (e *fuzzEnv) run(t *testing.T, typ protocol.MessageType, body []byte) {
 		}
 	} else {
 		// Whatever the input was, the agent still serves.
-		h.send(protocol.Start, 3, []byte(`{"ContainerId":"`+protocol.UVMContainerID+`"}`))
-		if rb := h.answer(protocol.Start, 3); protocol.HResult(rb.Result) != protocol.HrInvalidArg {
+		id++
+		h.send(protocol.Start, id, []byte(`{"ContainerId":"`+protocol.UVMContainerID+`"}`))
+		if rb := h.answer(protocol.Start, id); protocol.HResult(rb.Result) != protocol.HrInvalidArg {
 			t.Fatalf("the probe after the input: %+v", rb)
 		}
 	}
@@ -307,6 +357,9 @@ func (e *fuzzEnv) run(t *testing.T, typ protocol.MessageType, body []byte) {
 		}
 	}
 	shutdown()
+	if err := unix.Unmount(hostLayer, unix.MNT_DETACH); err != nil {
+		t.Fatalf("unmount the host layer: %v", err)
+	}
 
 	// Once closed, the agent leaves nothing behind.
 	if got := mountPoints(t); !slices.Equal(got, e.mounts) {
@@ -450,6 +503,9 @@ func FuzzAgent(f *testing.F) {
 	addSeeds(f)
 	env := newFuzzEnv(f)
 	f.Fuzz(func(t *testing.T, typ uint32, body []byte) {
-		env.run(t, protocol.MessageType(typ), body)
+		if len(body) > maxFuzzBody {
+			return
+		}
+		env.run(t, []request{{protocol.MessageType(typ), body}}, false)
 	})
 }

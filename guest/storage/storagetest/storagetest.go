@@ -69,7 +69,7 @@ func Dir(t testing.TB) string {
 // process's mount table, in mount order.
 func MountsUnder(t testing.TB, dir string) []string {
 	t.Helper()
-	ms, err := ReadMountInfo("/proc/self/mountinfo")
+	ms, err := ReadMountInfo("/proc/thread-self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +93,9 @@ type Mount struct {
 	FSType, Source, SuperOptions string
 }
 
-// ReadMountInfo parses a mountinfo file (/proc/self/mountinfo), in mount
-// order.
+// ReadMountInfo parses a mountinfo file, in mount order. Read the calling
+// thread's (/proc/thread-self/mountinfo): after a container starts, the
+// main thread (/proc/self) may be parked in the container's namespace.
 func ReadMountInfo(path string) ([]Mount, error) {
 	f, err := os.Open(path)
 	if err != nil {
