@@ -34,6 +34,8 @@ import (
 //     to -1 reaches only the test's processes, and the namespace's init
 //     (the test binary, or the fuzz coordinator) takes every orphan down
 //     with it;
+//   - no copies of other programs' namespace mounts (nsfs), which would
+//     keep their namespaces alive;
 //   - every mount read-only except /dev, /dev/pts, the fresh cgroup mounts, a tmpfs
 //     for temporary directories (TMPDIR, where state roots go) and the
 //     directories the test framework writes (its -test.* output files, the
@@ -311,6 +313,14 @@ func setUpInside() error {
 	}
 	var hierarchies []hierarchy
 	for _, mi := range mounts {
+		if mi.FSType == "nsfs" {
+			// Another program's namespace (ip netns, another test): the
+			// sandbox's copy would keep it alive after its owner deletes it.
+			if err := unix.Unmount(mi.MountPoint, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+				return fmt.Errorf("detach %s: %w", mi.MountPoint, err)
+			}
+			continue
+		}
 		if mi.FSType == "cgroup" || mi.FSType == "cgroup2" {
 			hierarchies = append(hierarchies, hierarchy{mountPoint: mi.MountPoint, fstype: mi.FSType, superOpts: mi.SuperOptions})
 			continue
