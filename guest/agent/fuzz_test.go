@@ -170,6 +170,20 @@ func children(t testing.TB) []string {
 	return out
 }
 
+// missing lists what is in a and not in b (as multisets).
+func missing(a, b []string) []string {
+	var out []string
+	left := slices.Clone(b)
+	for _, x := range a {
+		if i := slices.Index(left, x); i >= 0 {
+			left = slices.Delete(left, i, i+1)
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
 // within reports whether p is dir or beneath it.
 func within(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
 
@@ -363,7 +377,7 @@ func (e *fuzzEnv) run(t *testing.T, reqs []request, strict bool) {
 
 	// Once closed, the agent leaves nothing behind.
 	if got := mountPoints(t); !slices.Equal(got, e.mounts) {
-		t.Fatalf("mounts after Close: %v, want %v", got, e.mounts)
+		t.Fatalf("mounts after Close: %v more, %v fewer than before the input", missing(got, e.mounts), missing(e.mounts, got))
 	}
 	if got := linkNames(t); !slices.Equal(got, e.links) {
 		t.Fatalf("links after Close: %v, want %v", got, e.links)
