@@ -102,7 +102,6 @@ test: deps all
 	GCS_BINARY=$(GCS) $(GO) test -count=1 -v -timeout 20m ./... 2>&1 | tee $(OUT)/test.log; exit $${PIPESTATUS[0]}
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
 	$(MAKE) fuzz FUZZ=FuzzAgent FUZZTIME=30s
-	$(MAKE) fuzz FUZZ=FuzzAgentSession FUZZTIME=30s
 
 # The whole request path fuzzed through a real agent in a sandbox: FuzzAgent
 # (one request of any type and body) or FuzzAgentSession (sequences of
