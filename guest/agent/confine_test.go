@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // joins namespaces for the container init below
@@ -81,7 +82,16 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "agent tests: %v\n", err)
 		os.Exit(2)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if os.Getenv(confinedEnv) == "ready" && os.Getpid() == 1 {
+		// This process is the PID namespace's init: it is reaped only once
+		// every process in the namespace has died, and a frozen one (a
+		// container paused when a test or a fuzz worker died) never does.
+		for _, root := range confinement.cgroups {
+			killAndThaw(root)
+		}
+	}
+	os.Exit(code)
 }
 
 // requireConfined skips a test that must not run outside the sandbox.
@@ -126,6 +136,10 @@ func runConfined() (int, error) {
 	}
 	defer func() {
 		back()
+		for _, dir := range made {
+			killAndThaw(dir)
+		}
+		time.Sleep(100 * time.Millisecond)
 		for _, dir := range made {
 			if err := removeCgroupTree(dir); err != nil {
 				fmt.Fprintf(os.Stderr, "agent tests: cgroup left behind: %v\n", err)
@@ -231,6 +245,26 @@ func ownCgroups() (map[string]string, error) {
 		}
 	}
 	return own, nil
+}
+
+// killAndThaw SIGKILLs every process but this one in the cgroup tree at
+// dir and thaws its frozen cgroups, so the processes can act on the
+// signal.
+func killAndThaw(dir string) {
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if b, err := os.ReadFile(filepath.Join(p, "cgroup.procs")); err == nil {
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+					unix.Kill(pid, unix.SIGKILL)
+				}
+			}
+		}
+		os.WriteFile(filepath.Join(p, "freezer.state"), []byte("THAWED"), 0)
+		return nil
+	})
 }
 
 // removeCgroupTree removes dir and the cgroups beneath it, deepest first.
