@@ -39,7 +39,7 @@ RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/.
 # and cmd/gcs are Linux programs.
 WINDOWS_PKGS := ./cmd/host-bridge ./host/... ./transport/... ./protocol/...
 
-.PHONY: run-hostmode all build boot deps boot-deps bench-deps containerd-deps apt-install test bench run install busybox-image clean FORCE
+.PHONY: run-hostmode all build boot deps boot-deps bench-deps containerd-deps apt-install test fuzz bench run install busybox-image clean FORCE
 
 all: build boot
 
@@ -121,6 +121,15 @@ test: deps all containerd-deps
 	GOOS=windows $(GO) build $(WINDOWS_PKGS) && GOOS=windows $(GO) vet $(WINDOWS_PKGS)
 	GCS_BINARY=$(GCS) $(GO) test -count=1 -v -timeout 20m ./... 2>&1 | tee $(OUT)/test.log; exit $${PIPESTATUS[0]}
 	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
+	$(MAKE) fuzz FUZZ=FuzzAgent FUZZTIME=30s
+
+# The whole request path fuzzed through a real agent in a sandbox: FuzzAgent
+# (one request of any type and body) or FuzzAgentSession (sequences of
+# requests); findings land in guest/agent/testdata/fuzz.
+FUZZ ?= FuzzAgent
+FUZZTIME ?= 10m
+fuzz: deps
+	$(GO) test -run '^$$' -fuzz '^$(FUZZ)$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x -parallel 1 ./guest/agent
 
 bench: deps bench-deps containerd-deps all
 	GCS_BINARY=$(GCS) $(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...

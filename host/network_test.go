@@ -16,6 +16,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/uvmgcs/gcs/guest/agent"
 	"github.com/uvmgcs/gcs/guest/network"
 	"github.com/uvmgcs/gcs/protocol"
 )
@@ -99,7 +100,7 @@ func TestNetworkErrorsOverTheBridge(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close(ctx) })
-	gc := startResourceGuest(t, m)
+	gc := startResourceGuest(t, agent.Resources(nil, m, nil))
 	ok := protocol.NetworkAdapter{NamespaceID: testNamespace, MacAddress: "00-15-5D-01-02-03",
 		IPConfigs: []protocol.IPConfig{{IPAddress: "10.0.0.2", PrefixLength: 24}}}
 	domains := make([]string, 300)

@@ -68,21 +68,7 @@ func TestHResultValues(t *testing.T) {
 	}
 }
 
-func TestResultOf(t *testing.T) {
-	wrapped := errors.Join(errors.New("context"), HrNotFound)
-	for _, tc := range []struct {
-		err  error
-		want HResult
-	}{
-		{nil, HrOK},
-		{errors.New("plain"), HrFail},
-		{wrapped, HrNotFound},
-		{&Error{Result: HrInvalidArg}, HrInvalidArg},
-	} {
-		if got := ResultOf(tc.err); got != tc.want {
-			t.Errorf("ResultOf(%v) = %s, want %s", tc.err, got, tc.want)
-		}
-	}
+func TestResponseErr(t *testing.T) {
 	e := (&ResponseBase{Result: int32(HrVmcomputeTimeout), ErrorMessage: "slow"}).Err(WaitForProcess)
 	if !errors.Is(e, HrVmcomputeTimeout) || errors.Is(e, HrFail) {
 		t.Errorf("response error %v does not match its code alone", e)

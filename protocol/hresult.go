@@ -1,13 +1,13 @@
 package protocol
 
 import (
-	"errors"
 	"fmt"
 )
 
 // HResult is a Windows-style result code as carried in a response's Result.
 // It implements error so guest code can wrap one with %w and the bridge can
-// recover it with errors.As; the host can test a returned error with
+// recover it with errors.As (guest/bridge maps every other error); the host
+// can test a returned error with
 // errors.Is(err, protocol.HrNotFound).
 type HResult int32
 
@@ -54,19 +54,6 @@ func (h HResult) Error() string {
 
 // Failed reports whether h is a failure code.
 func (h HResult) Failed() bool { return h < 0 }
-
-// ResultOf maps an error to the HRESULT a response carries: nil is HrOK, an
-// error wrapping an HResult is that code, anything else HrFail.
-func ResultOf(err error) HResult {
-	if err == nil {
-		return HrOK
-	}
-	var hr HResult
-	if errors.As(err, &hr) && hr.Failed() {
-		return hr
-	}
-	return HrFail
-}
 
 // Error is a failed response as the host sees it: the code and the guest's
 // message. errors.Is(err, HrX) matches its code.

@@ -18,6 +18,11 @@ const (
 	ResourceSecurityPolicy       = "SecurityPolicy"
 )
 
+// NetworkNamespace is the settings of a NetworkNamespace request.
+type NetworkNamespace struct {
+	ID string `json:",omitempty"`
+}
+
 // VerityInfo describes a dm-verity hash tree appended to a filesystem image.
 type VerityInfo struct {
 	Ext4SizeInBytes int64  `json:",omitempty"`

@@ -11,24 +11,18 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	goruntime "runtime"
 	"runtime/debug"
 	"strings"
 	"time"
 
-	_ "github.com/opencontainers/cgroups/devices" // registers the device-cgroup manager libcontainer needs
 	"github.com/opencontainers/runc/libcontainer"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // joins namespaces before the Go runtime starts, for "gcs init"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/uvmgcs/gcs/guest/bridge"
-	"github.com/uvmgcs/gcs/guest/kmod"
+	"github.com/uvmgcs/gcs/guest/agent"
 	"github.com/uvmgcs/gcs/guest/network"
-	"github.com/uvmgcs/gcs/guest/runtime"
-	"github.com/uvmgcs/gcs/guest/runtime/container"
-	"github.com/uvmgcs/gcs/guest/storage"
 	"github.com/uvmgcs/gcs/internal/log"
 	"github.com/uvmgcs/gcs/transport"
 )
@@ -82,63 +76,28 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(o.stateRoot, 0o700); err != nil {
-		return fmt.Errorf("state root: %w", err)
-	}
 	// Orphans of the processes we start are reparented to us, so the reaper
 	// can collect them.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become child subreaper: %w", err)
 	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
 	defer stop()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	ctx = log.WithLogger(ctx, logrus.NewEntry(logger))
 
-	// The reaper outlives the bridge: shutting down waits for the
-	// processes it kills, and their exits arrive through it.
-	reaper := runtime.NewReaper()
-	reaperCtx, stopReaper := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopReaper()
-	go reaper.Run(reaperCtx)
-	procs := runtime.NewProcesses(dialer, reaper)
-	defer procs.Close(context.WithoutCancel(ctx))
-
-	// Storage outlives the containers: their root filesystems are its mounts.
-	st, err := storage.New(storage.Config{SysRoot: "/sys", DevRoot: "/dev",
-		AllowedRoots: []string{"/run/layers", "/run/mounts", o.stateRoot}, Dialer: dialer})
-	if err != nil {
-		return err
-	}
-	defer st.Close(context.WithoutCancel(ctx))
-	// Pod network namespaces outlive the containers in them.
-	nw, err := network.New(network.Config{Dir: filepath.Join(o.stateRoot, "netns"), LinkTimeout: o.linkWait, Reaper: reaper})
-	if err != nil {
-		return err
-	}
-	defer nw.Close(context.WithoutCancel(ctx))
-
-	mux := bridge.NewMux()
-	b := bridge.New(bridge.Config{Handler: mux, Capabilities: bridge.LinuxCapabilities(true), Started: started})
-	containers, err := container.New(container.Config{
+	a, err := agent.New(agent.Config{
+		Dialer:       dialer,
 		StateRoot:    o.stateRoot,
 		CgroupParent: o.cgroups,
-		NoPivotRoot:  container.RootIsInitramfs("/proc/self/mountinfo"),
-		Dialer:       dialer,
-		Reaper:       reaper,
-		Notify:       b.Notify,
-		Network:      nw,
+		LinkTimeout:  o.linkWait,
+		Started:      started,
 	})
 	if err != nil {
 		return err
 	}
-	defer containers.Close(context.WithoutCancel(ctx))
-	(&bridge.UVM{Processes: procs, Shutdown: cancel, Containers: containers,
-		Resources: moduleLoading{next: resources{network: nw, storage: st}, kmod: kmod.New("/lib/modules", "/sys/module")}}).Register(mux)
+	defer a.Close(context.WithoutCancel(ctx))
 	log.G(ctx).WithField("transport", o.transport).Info("gcs started")
-	return b.Run(ctx, dialer)
+	return a.Run(ctx)
 }
 
 // parseTransport picks how to reach the host: vsock, a virtio-serial port

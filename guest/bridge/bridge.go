@@ -270,11 +270,6 @@ func (c *connection) markNegotiated() {
 	}
 }
 
-// respond queues the answer to a request for the writer.
-func (c *connection) respond(ctx context.Context, hdr protocol.Header, activity string, resp protocol.Response, err error) {
-	c.send(c.encodeResponse(ctx, hdr, activity, resp, err))
-}
-
 func (c *connection) respondError(ctx context.Context, hdr protocol.Header, activity string, err error) {
 	c.send(encodeError(ctx, hdr, activity, err))
 }
@@ -298,10 +293,9 @@ func (c *connection) encodeResponse(ctx context.Context, hdr protocol.Header, ac
 	return protocol.AppendFrame(nil, hdr.Type.Response(), hdr.ID, body)
 }
 
-// encodeError frames a failure response. This is the one place an error
-// becomes an HRESULT.
+// encodeError frames a failure response; resultOf picks its HRESULT.
 func encodeError(ctx context.Context, hdr protocol.Header, activity string, err error) []byte {
-	hr := protocol.ResultOf(err)
+	hr := resultOf(err)
 	msg := err.Error()
 	if len(msg) > maxErrorMessage {
 		msg = msg[:maxErrorMessage]

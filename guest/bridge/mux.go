@@ -73,12 +73,6 @@ func (m *Mux) Handle(t protocol.MessageType, h Handler) { m.handlers[t] = h }
 // HandleFunc registers f for requests of type t.
 func (m *Mux) HandleFunc(t protocol.MessageType, f HandlerFunc) { m.Handle(t, f) }
 
-// Handles reports whether a handler is registered for t.
-func (m *Mux) Handles(t protocol.MessageType) bool {
-	_, ok := m.handlers[t]
-	return ok
-}
-
 // ServeBridge dispatches req; an unregistered type is
 // HrVmcomputeUnknownMessage.
 func (m *Mux) ServeBridge(ctx context.Context, req *Request) (protocol.Response, error) {

@@ -38,12 +38,6 @@ type UVM struct {
 	Resources Resources
 }
 
-// Resources is what the bridge needs of the guest's resource owners
-// (storage, network) to serve ModifySettings on the utility VM's id.
-type Resources interface {
-	Modify(ctx context.Context, req protocol.ModificationRequest) error
-}
-
 // Register installs u's handlers on m.
 func (u *UVM) Register(m *Mux) {
 	m.HandleFunc(protocol.ExecuteProcess, u.executeProcess)

@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/internal/names"
 	"github.com/uvmgcs/gcs/protocol"
 )
@@ -13,7 +14,7 @@ import (
 // keyed and named by (lower case).
 func NamespaceKey(id string) (string, error) {
 	if !names.GUID(id) {
-		return "", fmt.Errorf("network namespace id %q: want a GUID: %w", id, protocol.HrInvalidArg)
+		return "", fmt.Errorf("network namespace id %q: want a GUID: %w", id, errdefs.ErrInvalidArgument)
 	}
 	return strings.ToLower(id), nil
 }
@@ -23,7 +24,7 @@ func NamespaceKey(id string) (string, error) {
 func ParseMAC(s string) (net.HardwareAddr, error) {
 	mac, err := net.ParseMAC(s)
 	if err != nil || len(mac) != 6 {
-		return nil, fmt.Errorf("MAC address %q: want six hex bytes separated by '-' or ':': %w", s, protocol.HrInvalidArg)
+		return nil, fmt.Errorf("MAC address %q: want six hex bytes separated by '-' or ':': %w", s, errdefs.ErrInvalidArgument)
 	}
 	return mac, nil
 }
@@ -53,12 +54,12 @@ type route struct {
 func adapterKey(a *protocol.NetworkAdapter) (string, error) {
 	if a.ID != "" {
 		if !names.GUID(a.ID) {
-			return "", fmt.Errorf("adapter id %q: want a GUID: %w", a.ID, protocol.HrInvalidArg)
+			return "", fmt.Errorf("adapter id %q: want a GUID: %w", a.ID, errdefs.ErrInvalidArgument)
 		}
 		return strings.ToLower(a.ID), nil
 	}
 	if a.MacAddress == "" {
-		return "", fmt.Errorf("adapter names neither an ID nor a MAC address: %w", protocol.HrInvalidArg)
+		return "", fmt.Errorf("adapter names neither an ID nor a MAC address: %w", errdefs.ErrInvalidArgument)
 	}
 	mac, err := ParseMAC(a.MacAddress)
 	if err != nil {
@@ -103,14 +104,14 @@ func parseAdapter(a *protocol.NetworkAdapter) (*plan, error) {
 func parseIPConfig(c protocol.IPConfig) (*net.IPNet, error) {
 	ip := net.ParseIP(c.IPAddress)
 	if ip == nil || ip.IsUnspecified() || ip.IsMulticast() {
-		return nil, fmt.Errorf("IP address %q: want a unicast IPv4 or IPv6 address: %w", c.IPAddress, protocol.HrInvalidArg)
+		return nil, fmt.Errorf("IP address %q: want a unicast IPv4 or IPv6 address: %w", c.IPAddress, errdefs.ErrInvalidArgument)
 	}
 	bits := 128
 	if v4 := ip.To4(); v4 != nil {
 		ip, bits = v4, 32
 	}
 	if c.PrefixLength == 0 || int(c.PrefixLength) > bits {
-		return nil, fmt.Errorf("IP address %s/%d: want a prefix length of 1-%d: %w", c.IPAddress, c.PrefixLength, bits, protocol.HrInvalidArg)
+		return nil, fmt.Errorf("IP address %s/%d: want a prefix length of 1-%d: %w", c.IPAddress, c.PrefixLength, bits, errdefs.ErrInvalidArgument)
 	}
 	return &net.IPNet{IP: ip, Mask: net.CIDRMask(int(c.PrefixLength), bits)}, nil
 }
@@ -126,7 +127,7 @@ func parseRoutes(rs []protocol.Route, addrs []*net.IPNet) ([]route, error) {
 		var gw net.IP
 		if r.NextHop != "" {
 			if gw = net.ParseIP(r.NextHop); gw == nil || gw.IsUnspecified() || gw.IsMulticast() {
-				return nil, fmt.Errorf("route next hop %q: want a unicast IP address: %w", r.NextHop, protocol.HrInvalidArg)
+				return nil, fmt.Errorf("route next hop %q: want a unicast IP address: %w", r.NextHop, errdefs.ErrInvalidArgument)
 			}
 			if v4 := gw.To4(); v4 != nil {
 				gw = v4
@@ -136,19 +137,19 @@ func parseRoutes(rs []protocol.Route, addrs []*net.IPNet) ([]route, error) {
 		if r.DestinationPrefix != "" {
 			_, n, err := net.ParseCIDR(r.DestinationPrefix)
 			if err != nil {
-				return nil, fmt.Errorf("route destination %q: want a CIDR prefix: %v: %w", r.DestinationPrefix, err, protocol.HrInvalidArg)
+				return nil, fmt.Errorf("route destination %q: want a CIDR prefix: %v: %w", r.DestinationPrefix, err, errdefs.ErrInvalidArgument)
 			}
 			if ones, _ := n.Mask.Size(); ones > 0 {
 				dst = n
 			} else if gw != nil && (n.IP.To4() != nil) != (gw.To4() != nil) {
-				return nil, fmt.Errorf("default route %s via %s: address families differ: %w", r.DestinationPrefix, r.NextHop, protocol.HrInvalidArg)
+				return nil, fmt.Errorf("default route %s via %s: address families differ: %w", r.DestinationPrefix, r.NextHop, errdefs.ErrInvalidArgument)
 			}
 		}
 		switch {
 		case dst == nil && gw == nil:
-			return nil, fmt.Errorf("default route without a next hop: %w", protocol.HrInvalidArg)
+			return nil, fmt.Errorf("default route without a next hop: %w", errdefs.ErrInvalidArgument)
 		case dst != nil && gw != nil && (dst.IP.To4() != nil) != (gw.To4() != nil):
-			return nil, fmt.Errorf("route %s via %s: address families differ: %w", r.DestinationPrefix, r.NextHop, protocol.HrInvalidArg)
+			return nil, fmt.Errorf("route %s via %s: address families differ: %w", r.DestinationPrefix, r.NextHop, errdefs.ErrInvalidArgument)
 		}
 		if gw != nil && !inSubnets(gw, addrs) && !seen[gw.String()] {
 			seen[gw.String()] = true

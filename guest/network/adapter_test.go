@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/protocol"
 )
 
@@ -62,24 +63,24 @@ func TestParseAdapterRejects(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		edit func(a *protocol.NetworkAdapter)
-		want protocol.HResult
+		want error
 	}{
-		{"namespace not a GUID", func(a *protocol.NetworkAdapter) { a.NamespaceID = "../../etc" }, protocol.HrInvalidArg},
-		{"no namespace", func(a *protocol.NetworkAdapter) { a.NamespaceID = "" }, protocol.HrInvalidArg},
-		{"adapter id not a GUID", func(a *protocol.NetworkAdapter) { a.ID = "eth0" }, protocol.HrInvalidArg},
-		{"bad MAC", func(a *protocol.NetworkAdapter) { a.MacAddress = "00-15-5D-AA-BB" }, protocol.HrInvalidArg},
-		{"no MAC", func(a *protocol.NetworkAdapter) { a.MacAddress = "" }, protocol.HrInvalidArg},
-		{"bad IP", func(a *protocol.NetworkAdapter) { a.IPConfigs[0].IPAddress = "10.0.0.300" }, protocol.HrInvalidArg},
-		{"prefix too long", func(a *protocol.NetworkAdapter) { a.IPConfigs[0].PrefixLength = 33 }, protocol.HrInvalidArg},
-		{"no prefix", func(a *protocol.NetworkAdapter) { a.IPConfigs[0].PrefixLength = 0 }, protocol.HrInvalidArg},
-		{"bad route prefix", func(a *protocol.NetworkAdapter) { a.Routes[1].DestinationPrefix = "172.16.0.0/40" }, protocol.HrInvalidArg},
-		{"route family mismatch", func(a *protocol.NetworkAdapter) { a.Routes[1].DestinationPrefix = "fd00::/8" }, protocol.HrInvalidArg},
-		{"default without next hop", func(a *protocol.NetworkAdapter) { a.Routes[0].NextHop = "" }, protocol.HrInvalidArg},
-		{"bad next hop", func(a *protocol.NetworkAdapter) { a.Routes[0].NextHop = "gateway" }, protocol.HrInvalidArg},
-		{"bad DNS server", func(a *protocol.NetworkAdapter) { a.DNSServerList = "10.0.0.1,nameserver" }, protocol.HrInvalidArg},
-		{"300 search domains", func(a *protocol.NetworkAdapter) { a.DNSSuffix = strings.Join(many, ",") }, protocol.HrInvalidArg},
-		{"search list over 256 characters", func(a *protocol.NetworkAdapter) { a.DNSSuffix = long + " " + long }, protocol.HrInvalidArg},
-		{"bad search domain", func(a *protocol.NetworkAdapter) { a.DNSSuffix = "exa mple/com" }, protocol.HrInvalidArg},
+		{"namespace not a GUID", func(a *protocol.NetworkAdapter) { a.NamespaceID = "../../etc" }, errdefs.ErrInvalidArgument},
+		{"no namespace", func(a *protocol.NetworkAdapter) { a.NamespaceID = "" }, errdefs.ErrInvalidArgument},
+		{"adapter id not a GUID", func(a *protocol.NetworkAdapter) { a.ID = "eth0" }, errdefs.ErrInvalidArgument},
+		{"bad MAC", func(a *protocol.NetworkAdapter) { a.MacAddress = "00-15-5D-AA-BB" }, errdefs.ErrInvalidArgument},
+		{"no MAC", func(a *protocol.NetworkAdapter) { a.MacAddress = "" }, errdefs.ErrInvalidArgument},
+		{"bad IP", func(a *protocol.NetworkAdapter) { a.IPConfigs[0].IPAddress = "10.0.0.300" }, errdefs.ErrInvalidArgument},
+		{"prefix too long", func(a *protocol.NetworkAdapter) { a.IPConfigs[0].PrefixLength = 33 }, errdefs.ErrInvalidArgument},
+		{"no prefix", func(a *protocol.NetworkAdapter) { a.IPConfigs[0].PrefixLength = 0 }, errdefs.ErrInvalidArgument},
+		{"bad route prefix", func(a *protocol.NetworkAdapter) { a.Routes[1].DestinationPrefix = "172.16.0.0/40" }, errdefs.ErrInvalidArgument},
+		{"route family mismatch", func(a *protocol.NetworkAdapter) { a.Routes[1].DestinationPrefix = "fd00::/8" }, errdefs.ErrInvalidArgument},
+		{"default without next hop", func(a *protocol.NetworkAdapter) { a.Routes[0].NextHop = "" }, errdefs.ErrInvalidArgument},
+		{"bad next hop", func(a *protocol.NetworkAdapter) { a.Routes[0].NextHop = "gateway" }, errdefs.ErrInvalidArgument},
+		{"bad DNS server", func(a *protocol.NetworkAdapter) { a.DNSServerList = "10.0.0.1,nameserver" }, errdefs.ErrInvalidArgument},
+		{"300 search domains", func(a *protocol.NetworkAdapter) { a.DNSSuffix = strings.Join(many, ",") }, errdefs.ErrInvalidArgument},
+		{"search list over 256 characters", func(a *protocol.NetworkAdapter) { a.DNSSuffix = long + " " + long }, errdefs.ErrInvalidArgument},
+		{"bad search domain", func(a *protocol.NetworkAdapter) { a.DNSSuffix = "exa mple/com" }, errdefs.ErrInvalidArgument},
 	} {
 		a := validAdapter()
 		tc.edit(&a)
@@ -106,7 +107,7 @@ func TestAdapterKeyFallsBackToMAC(t *testing.T) {
 	if err != nil || k != "00:15:5d:aa:bb:01" {
 		t.Fatalf("%q %v", k, err)
 	}
-	if _, err := adapterKey(&protocol.NetworkAdapter{}); !errors.Is(err, protocol.HrInvalidArg) {
+	if _, err := adapterKey(&protocol.NetworkAdapter{}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("no ID or MAC: %v", err)
 	}
 }
@@ -130,7 +131,7 @@ func TestHostsFile(t *testing.T) {
 		t.Fatalf("%q %v", b, err)
 	}
 	for _, bad := range []string{"", "a/b", "-a", "a..b", "a b", strings.Repeat("a", 65), "a_b"} {
-		if _, err := HostsFile(bad); !errors.Is(err, protocol.HrInvalidArg) {
+		if _, err := HostsFile(bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("hostname %q: %v", bad, err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 
+	"github.com/containerd/errdefs"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
@@ -30,7 +31,7 @@ func (m *Manager) AddAdapter(ctx context.Context, a *protocol.NetworkAdapter) er
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if id, _ := m.findLocked(p.key, p.mac); id != "" {
-		return fmt.Errorf("adapter %s (MAC %s) is already in network namespace %s: %w", p.key, p.mac, id, protocol.HrVmcomputeInvalidState)
+		return fmt.Errorf("adapter %s (MAC %s) is already in network namespace %s: %w", p.key, p.mac, id, errdefs.ErrFailedPrecondition)
 	}
 	if ns := m.namespaces[p.ns]; ns != nil {
 		if err := ns.dns().merge(p.dns).check(); err != nil {
@@ -123,7 +124,7 @@ func (m *Manager) attach(ctx context.Context, nsPath string, link netlink.Link, 
 	if p.overhead > 0 {
 		mtu -= p.overhead
 		if mtu < minMTU {
-			return nil, fmt.Errorf("MTU %d less encapsulation overhead %d is below %d: %w", attrs.MTU, p.overhead, minMTU, protocol.HrInvalidArg)
+			return nil, fmt.Errorf("MTU %d less encapsulation overhead %d is below %d: %w", attrs.MTU, p.overhead, minMTU, errdefs.ErrInvalidArgument)
 		}
 	}
 	ns, err := netns.GetFromPath(nsPath)

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
-
-	"github.com/uvmgcs/gcs/protocol"
 )
 
 // DefaultDHCPTimeout bounds one DHCP client run.
@@ -87,7 +85,7 @@ func (m *Manager) runDHCP(ctx context.Context, nsPath, ifname string) error {
 	case err == nil:
 		return nil
 	case ctx.Err() != nil:
-		return fmt.Errorf("DHCP on %s: no lease within %s: %s: %w", ifname, m.cfg.DHCPTimeout, out, protocol.HrVmcomputeTimeout)
+		return fmt.Errorf("DHCP on %s: no lease within %s: %s: %w", ifname, m.cfg.DHCPTimeout, out, context.DeadlineExceeded)
 	}
 	return fmt.Errorf("DHCP on %s: %v: %s", ifname, err, out)
 }

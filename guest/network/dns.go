@@ -7,8 +7,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/internal/names"
-	"github.com/uvmgcs/gcs/protocol"
 )
 
 // Limits of a resolv.conf search list (glibc before 2.26, musl): more is
@@ -40,7 +40,7 @@ func parseDNS(servers, suffix string) (dnsConfig, error) {
 	for _, s := range splitList(servers) {
 		ip := net.ParseIP(s)
 		if ip == nil || ip.IsUnspecified() || ip.IsMulticast() {
-			return d, fmt.Errorf("DNS server %q: want a unicast IP address: %w", s, protocol.HrInvalidArg)
+			return d, fmt.Errorf("DNS server %q: want a unicast IP address: %w", s, errdefs.ErrInvalidArgument)
 		}
 		d.servers = append(d.servers, ip)
 	}
@@ -56,13 +56,13 @@ func parseDNS(servers, suffix string) (dnsConfig, error) {
 // check enforces the resolv.conf limits.
 func (d dnsConfig) check() error {
 	if len(d.servers) > MaxNameservers {
-		return fmt.Errorf("%d DNS servers: at most %d: %w", len(d.servers), MaxNameservers, protocol.HrInvalidArg)
+		return fmt.Errorf("%d DNS servers: at most %d: %w", len(d.servers), MaxNameservers, errdefs.ErrInvalidArgument)
 	}
 	if len(d.search) > MaxSearchDomains {
-		return fmt.Errorf("%d DNS search domains: at most %d: %w", len(d.search), MaxSearchDomains, protocol.HrInvalidArg)
+		return fmt.Errorf("%d DNS search domains: at most %d: %w", len(d.search), MaxSearchDomains, errdefs.ErrInvalidArgument)
 	}
 	if n := len(strings.Join(d.search, " ")); n > MaxSearchLength {
-		return fmt.Errorf("DNS search list of %d characters: at most %d: %w", n, MaxSearchLength, protocol.HrInvalidArg)
+		return fmt.Errorf("DNS search list of %d characters: at most %d: %w", n, MaxSearchLength, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -100,7 +100,7 @@ func (d dnsConfig) resolvConf() []byte {
 func validDomain(s string) error {
 	name := strings.TrimSuffix(s, ".")
 	if !names.Domain(name) {
-		return fmt.Errorf("DNS search domain %q: want a DNS name: %w", s, protocol.HrInvalidArg)
+		return fmt.Errorf("DNS search domain %q: want a DNS name: %w", s, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -115,7 +115,7 @@ func ValidHostname(s string) bool {
 // called hostname.
 func HostsFile(hostname string) ([]byte, error) {
 	if !ValidHostname(hostname) {
-		return nil, fmt.Errorf("hostname %q: want RFC 1123 labels, at most 64 characters: %w", hostname, protocol.HrInvalidArg)
+		return nil, fmt.Errorf("hostname %q: want RFC 1123 labels, at most 64 characters: %w", hostname, errdefs.ErrInvalidArgument)
 	}
 	return []byte("127.0.0.1\tlocalhost\n" +
 		"::1\tlocalhost ip6-localhost ip6-loopback\n" +

@@ -11,7 +11,7 @@
 // namespace and deletes the namespace once its last adapter is gone and no
 // process uses it. hcsshim's NetworkNamespace type (settings {"ID"})
 // creates and deletes a namespace explicitly; deleting one that still holds
-// adapters fails with HrVmcomputeInvalidState.
+// adapters fails with errdefs.ErrFailedPrecondition.
 //
 // Containers join a namespace through NamespacePath (see
 // guest/runtime/container's Config.Network) and take its resolv.conf from

@@ -12,7 +12,6 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/uvmgcs/gcs/internal/log"
-	"github.com/uvmgcs/gcs/protocol"
 )
 
 // LinkSource is how the Manager finds interfaces in the root namespace.
@@ -113,7 +112,7 @@ func waitForLink(ctx context.Context, src LinkSource, mac net.HardwareAddr, time
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("waiting for the interface with MAC %s: %w", mac, ctx.Err())
 			}
-			return nil, fmt.Errorf("no network interface with MAC %s appeared within %s: %w", mac, timeout, protocol.HrVmcomputeTimeout)
+			return nil, fmt.Errorf("no network interface with MAC %s appeared within %s: %w", mac, timeout, context.DeadlineExceeded)
 		case _, ok := <-updates:
 			if !ok {
 				updates = nil // ended; the ticker goes on

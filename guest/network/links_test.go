@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-
-	"github.com/uvmgcs/gcs/protocol"
 )
 
 // fakeLinks is a LinkSource whose interfaces the test adds.
@@ -78,7 +76,7 @@ func TestWaitForLinkTimesOut(t *testing.T) {
 	f := newFakeLinks()
 	mac, _ := ParseMAC("00-15-5D-00-00-09")
 	_, err := waitForLink(context.Background(), f, mac, 100*time.Millisecond)
-	if !errors.Is(err, protocol.HrVmcomputeTimeout) || !strings.Contains(err.Error(), "00:15:5d:00:00:09") {
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "00:15:5d:00:00:09") {
 		t.Fatalf("got %v; want a timeout naming the MAC", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -99,27 +97,5 @@ func TestWaitForLinkRescansWithoutUpdates(t *testing.T) {
 	l, err := waitForLink(context.Background(), f, mac, 10*time.Second)
 	if err != nil || l.Attrs().Name != "eth3" {
 		t.Fatalf("got %v, %v", l, err)
-	}
-}
-
-func TestModifyOtherTypesNotImplemented(t *testing.T) {
-	m := &Manager{namespaces: map[string]*namespace{}}
-	for _, rt := range []string{protocol.ResourceMappedVirtualDisk, protocol.ResourceCombinedLayers, "Bogus"} {
-		err := m.Modify(context.Background(), protocol.ModificationRequest{ResourceType: rt, Settings: []byte(`{}`)})
-		if !errors.Is(err, protocol.HrNotImpl) {
-			t.Errorf("%s: %v", rt, err)
-		}
-	}
-	err := m.Modify(context.Background(), protocol.ModificationRequest{ResourceType: protocol.ResourceNetwork, RequestType: "Update", Settings: []byte(`{}`)})
-	if !errors.Is(err, protocol.HrNotImpl) {
-		t.Errorf("Network Update: %v", err)
-	}
-	err = m.Modify(context.Background(), protocol.ModificationRequest{ResourceType: protocol.ResourceNetwork, Settings: []byte(`{`)})
-	if !errors.Is(err, protocol.HrVmcomputeInvalidJSON) {
-		t.Errorf("bad JSON: %v", err)
-	}
-	err = m.Modify(context.Background(), protocol.ModificationRequest{ResourceType: protocol.ResourceNetwork, Settings: []byte(`{"NamespaceID":"x"}`)})
-	if !errors.Is(err, protocol.HrInvalidArg) {
-		t.Errorf("bad namespace: %v", err)
 	}
 }

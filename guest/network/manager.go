@@ -3,10 +3,8 @@ package network
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,11 +12,13 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/containerd/errdefs"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/uvmgcs/gcs/internal/log"
-	"github.com/uvmgcs/gcs/protocol"
 )
 
 // DefaultLinkTimeout bounds the wait for an adapter's interface to appear.
@@ -95,7 +95,7 @@ func (ns *namespace) dns() dnsConfig {
 // New returns a Manager for cfg, creating cfg.Dir.
 func New(cfg Config) (*Manager, error) {
 	if cfg.Dir == "" {
-		return nil, fmt.Errorf("network: Dir is required: %w", protocol.HrInvalidArg)
+		return nil, fmt.Errorf("network: Dir is required: %w", errdefs.ErrInvalidArgument)
 	}
 	dir, err := filepath.Abs(cfg.Dir)
 	if err != nil {
@@ -163,50 +163,6 @@ func (m *Manager) Close(ctx context.Context) {
 	m.root.Close()
 }
 
-// Modify serves ModifySettings of types Network and NetworkNamespace;
-// other types answer HrNotImpl, so a caller can try another owner.
-func (m *Manager) Modify(ctx context.Context, req protocol.ModificationRequest) error {
-	op := req.RequestType
-	if op == "" {
-		op = protocol.RequestTypeAdd
-	}
-	switch req.ResourceType {
-	case protocol.ResourceNetwork:
-		var a protocol.NetworkAdapter
-		if err := decode(req, &a); err != nil {
-			return err
-		}
-		switch op {
-		case protocol.RequestTypeAdd:
-			return m.AddAdapter(ctx, &a)
-		case protocol.RequestTypeRemove:
-			return m.RemoveAdapter(ctx, &a)
-		}
-	case protocol.ResourceNetworkNamespace:
-		var ns struct{ ID string }
-		if err := decode(req, &ns); err != nil {
-			return err
-		}
-		switch op {
-		case protocol.RequestTypeAdd:
-			return m.AddNamespace(ctx, ns.ID)
-		case protocol.RequestTypeRemove:
-			return m.RemoveNamespace(ctx, ns.ID)
-		}
-	}
-	return fmt.Errorf("%s %s: %w", op, req.ResourceType, protocol.HrNotImpl)
-}
-
-func decode(req protocol.ModificationRequest, v any) error {
-	if len(req.Settings) == 0 {
-		return fmt.Errorf("%s: no settings: %w", req.ResourceType, protocol.HrInvalidArg)
-	}
-	if err := json.Unmarshal(req.Settings, v); err != nil {
-		return fmt.Errorf("%s settings: %v: %w", req.ResourceType, err, protocol.HrVmcomputeInvalidJSON)
-	}
-	return nil
-}
-
 func (m *Manager) path(id string) string       { return filepath.Join(m.cfg.Dir, id) }
 func (m *Manager) resolvPath(id string) string { return m.path(id) + ".resolv.conf" }
 func (m *Manager) hostsPath(id string) string  { return m.path(id) + ".hosts" }
@@ -268,7 +224,7 @@ func (m *Manager) RemoveNamespace(ctx context.Context, id string) error {
 		return nil
 	}
 	if n := len(ns.adapters); n > 0 {
-		return fmt.Errorf("network namespace %s still holds %d adapter(s); remove them first: %w", key, n, protocol.HrVmcomputeInvalidState)
+		return fmt.Errorf("network namespace %s still holds %d adapter(s); remove them first: %w", key, n, errdefs.ErrFailedPrecondition)
 	}
 	if err := m.deleteLocked(key); err != nil {
 		return fmt.Errorf("delete network namespace %s: %w", key, err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -209,10 +210,10 @@ func TestAdapterAddRemove(t *testing.T) {
 	}
 
 	// The same adapter again is refused; the namespace with it cannot go.
-	if err := e.m.AddAdapter(ctx, &a); !errors.Is(err, protocol.HrVmcomputeInvalidState) {
+	if err := e.m.AddAdapter(ctx, &a); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Errorf("second add: %v", err)
 	}
-	if err := e.m.RemoveNamespace(ctx, id); !errors.Is(err, protocol.HrVmcomputeInvalidState) {
+	if err := e.m.RemoveNamespace(ctx, id); !errors.Is(err, errdefs.ErrFailedPrecondition) {
 		t.Errorf("remove namespace with an adapter: %v", err)
 	}
 
@@ -265,8 +266,7 @@ func TestNamespaceOrderAndUse(t *testing.T) {
 		t.Error("resolv.conf without DNS settings")
 	}
 	// Explicit Add of an existing namespace is fine; an adapter joins it.
-	req := protocol.ModificationRequest{ResourceType: protocol.ResourceNetworkNamespace, RequestType: "Add", Settings: []byte(`{"ID":"` + id + `"}`)}
-	if err := e.m.Modify(ctx, req); err != nil {
+	if err := e.m.AddNamespace(ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	_, ad := e.veth(t)
@@ -284,8 +284,7 @@ func TestNamespaceOrderAndUse(t *testing.T) {
 		t.Fatal("namespace deleted while a process is in it")
 	}
 	hold()
-	req.RequestType = "Remove"
-	if err := e.m.Modify(ctx, req); err != nil || isNamespace(path) {
+	if err := e.m.RemoveNamespace(ctx, id); err != nil || isNamespace(path) {
 		t.Fatalf("remove namespace: %v, mounted %v", err, isNamespace(path))
 	}
 }
@@ -332,14 +331,14 @@ func TestAddFailuresLeaveNothing(t *testing.T) {
 	id := newID()
 	err := e.m.AddAdapter(ctx, &protocol.NetworkAdapter{NamespaceID: id, MacAddress: "02-00-00-00-00-01",
 		IPConfigs: []protocol.IPConfig{{IPAddress: "10.0.0.2", PrefixLength: 24}}})
-	if !errors.Is(err, protocol.HrVmcomputeTimeout) || !strings.Contains(err.Error(), "02:00:00:00:00:01") {
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "02:00:00:00:00:01") {
 		t.Fatalf("unknown MAC: %v", err)
 	}
 	// Failures once the interface is found: it goes back, and the
 	// namespace the add created goes.
 	_, ad := e.veth(t)
 	a := protocol.NetworkAdapter{NamespaceID: id, MacAddress: ad.Attrs().HardwareAddr.String(), EncapOverhead: 1480}
-	if err := e.m.AddAdapter(ctx, &a); !errors.Is(err, protocol.HrInvalidArg) {
+	if err := e.m.AddAdapter(ctx, &a); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("MTU below 68: %v", err)
 	}
 	a.EncapOverhead = 0 // no IP configuration: DHCP, which fails here

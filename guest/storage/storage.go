@@ -1,17 +1,17 @@
 // Package storage owns the guest's storage resources as the host modifies
-// them on the utility VM: it decodes each ModifySettings request and hands
-// it to the package that owns that kind (scsi for disks, pmem for VPMem
-// layers, overlay for combined layers, share for 9p shares), all recording their mounts in one
+// them on the utility VM: it hands each decoded request to the package that
+// owns that kind (scsi for disks, pmem for VPMem layers, share for 9p
+// shares, overlay for combined layers), all recording their mounts in one
 // reference-counted table so shutdown can unwind them in order.
 package storage
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/guest/storage/dm"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
 	"github.com/uvmgcs/gcs/guest/storage/overlay"
@@ -57,7 +57,7 @@ type Manager struct {
 // New returns a Manager for cfg.
 func New(cfg Config) (*Manager, error) {
 	if cfg.SysRoot == "" || cfg.DevRoot == "" {
-		return nil, fmt.Errorf("storage: SysRoot and DevRoot are required: %w", protocol.HrInvalidArg)
+		return nil, fmt.Errorf("storage: SysRoot and DevRoot are required: %w", errdefs.ErrInvalidArgument)
 	}
 	roots := make([]string, 0, len(cfg.AllowedRoots))
 	for _, r := range cfg.AllowedRoots {
@@ -104,87 +104,48 @@ func (m *Manager) Close(ctx context.Context) error {
 	return nil
 }
 
-// Request types; an empty one means Add.
-const (
-	requestAdd    = "Add"
-	requestRemove = "Remove"
-	requestUpdate = "Update"
-)
-
-// Modify serves one ModifySettings request on the utility VM. Resource
-// types that are not storage answer HrNotImpl.
-func (m *Manager) Modify(ctx context.Context, req protocol.ModificationRequest) error {
-	op := req.RequestType
-	if op == "" {
-		op = requestAdd
-	}
-	if op != requestAdd && op != requestRemove && op != requestUpdate {
-		return fmt.Errorf("%s: request type %q: %w", req.ResourceType, req.RequestType, protocol.HrInvalidArg)
-	}
-	switch req.ResourceType {
-	case protocol.ResourceMappedVirtualDisk:
-		var d protocol.MappedVirtualDisk
-		if err := decode(req, &d); err != nil {
-			return err
-		}
-		switch op {
-		case requestAdd:
-			return m.disks.Add(ctx, &d)
-		case requestRemove:
-			return m.disks.Remove(ctx, &d)
-		}
-	case protocol.ResourceSCSIDevice:
-		var d protocol.SCSIDevice
-		if err := decode(req, &d); err != nil {
-			return err
-		}
-		if op == requestRemove {
-			return m.disks.RemoveDevice(ctx, &d)
-		}
-	case protocol.ResourceMappedDirectory:
-		var d protocol.MappedDirectory
-		if err := decode(req, &d); err != nil {
-			return err
-		}
-		switch op {
-		case requestAdd:
-			return m.shares.Add(ctx, &d)
-		case requestRemove:
-			return m.shares.Remove(ctx, &d)
-		}
-	case protocol.ResourceVPMemDevice:
-		var d protocol.VPMemDevice
-		if err := decode(req, &d); err != nil {
-			return err
-		}
-		switch op {
-		case requestAdd:
-			return m.pmem.Add(ctx, &d)
-		case requestRemove:
-			return m.pmem.Remove(ctx, &d)
-		}
-	case protocol.ResourceCombinedLayers:
-		var c protocol.CombinedLayers
-		if err := decode(req, &c); err != nil {
-			return err
-		}
-		switch op {
-		case requestAdd:
-			return m.layers.Add(ctx, &c)
-		case requestRemove:
-			return m.layers.Remove(ctx, &c)
-		}
-	}
-	return fmt.Errorf("%s %s: %w", op, req.ResourceType, protocol.HrNotImpl)
+// AddDisk mounts (or links) a SCSI disk.
+func (m *Manager) AddDisk(ctx context.Context, d *protocol.MappedVirtualDisk) error {
+	return m.disks.Add(ctx, d)
 }
 
-// decode unmarshals req's settings into v.
-func decode(req protocol.ModificationRequest, v any) error {
-	if len(req.Settings) == 0 {
-		return fmt.Errorf("%s: no settings: %w", req.ResourceType, protocol.HrInvalidArg)
-	}
-	if err := json.Unmarshal(req.Settings, v); err != nil {
-		return fmt.Errorf("%s settings: %v: %w", req.ResourceType, err, protocol.HrVmcomputeInvalidJSON)
-	}
-	return nil
+// RemoveDisk releases a SCSI disk's mount.
+func (m *Manager) RemoveDisk(ctx context.Context, d *protocol.MappedVirtualDisk) error {
+	return m.disks.Remove(ctx, d)
+}
+
+// RemoveSCSIDevice lets go of a SCSI device the host is about to unplug.
+func (m *Manager) RemoveSCSIDevice(ctx context.Context, d *protocol.SCSIDevice) error {
+	return m.disks.RemoveDevice(ctx, d)
+}
+
+// AddShare mounts a directory the host shares (virtio-9p by tag, or 9p
+// over a port).
+func (m *Manager) AddShare(ctx context.Context, d *protocol.MappedDirectory) error {
+	return m.shares.Add(ctx, d)
+}
+
+// RemoveShare releases a shared directory's mount.
+func (m *Manager) RemoveShare(ctx context.Context, d *protocol.MappedDirectory) error {
+	return m.shares.Remove(ctx, d)
+}
+
+// AddVPMem mounts a VPMem layer.
+func (m *Manager) AddVPMem(ctx context.Context, d *protocol.VPMemDevice) error {
+	return m.pmem.Add(ctx, d)
+}
+
+// RemoveVPMem releases a VPMem layer's mount.
+func (m *Manager) RemoveVPMem(ctx context.Context, d *protocol.VPMemDevice) error {
+	return m.pmem.Remove(ctx, d)
+}
+
+// AddLayers combines layers into a container's root filesystem.
+func (m *Manager) AddLayers(ctx context.Context, c *protocol.CombinedLayers) error {
+	return m.layers.Add(ctx, c)
+}
+
+// RemoveLayers releases a container's root filesystem.
+func (m *Manager) RemoveLayers(ctx context.Context, c *protocol.CombinedLayers) error {
+	return m.layers.Remove(ctx, c)
 }

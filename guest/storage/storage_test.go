@@ -2,35 +2,26 @@ package storage
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/guest/storage/storagetest"
 	"github.com/uvmgcs/gcs/protocol"
 )
 
-func request(t *testing.T, resource, op string, settings any) protocol.ModificationRequest {
-	t.Helper()
-	b, err := json.Marshal(settings)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return protocol.ModificationRequest{ResourceType: resource, RequestType: op, Settings: b}
-}
-
 func TestNewRefusesBadConfig(t *testing.T) {
 	for _, cfg := range []Config{{}, {SysRoot: "/sys", DevRoot: "/dev", AllowedRoots: []string{"/"}}} {
-		if _, err := New(cfg); !errors.Is(err, protocol.HrInvalidArg) {
+		if _, err := New(cfg); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%+v: %v", cfg, err)
 		}
 	}
 }
 
-func TestModifyRefusals(t *testing.T) {
+func TestRefusals(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
 	m, err := New(Config{SysRoot: t.TempDir(), DevRoot: t.TempDir(), AllowedRoots: []string{root}, DeviceTimeout: 50 * time.Millisecond})
@@ -40,33 +31,26 @@ func TestModifyRefusals(t *testing.T) {
 	defer m.Close(ctx)
 	for _, tc := range []struct {
 		name string
-		req  protocol.ModificationRequest
-		hr   protocol.HResult
+		err  error
+		want error
 	}{
-		{"unknown type", request(t, "Floppy", "Add", struct{}{}), protocol.HrNotImpl},
-		{"network", request(t, protocol.ResourceNetwork, "Add", protocol.NetworkAdapter{}), protocol.HrNotImpl},
-		{"missing vpmem", request(t, protocol.ResourceVPMemDevice, "", protocol.VPMemDevice{MountPath: root + "/p0"}), protocol.HrVmcomputeTimeout},
-		{"mapped directory without a tag", request(t, protocol.ResourceMappedDirectory, "Add", protocol.MappedDirectory{MountPath: root + "/d"}), protocol.HrInvalidArg},
-		{"mapped directory over a port", request(t, protocol.ResourceMappedDirectory, "Add", protocol.MappedDirectory{MountPath: root + "/d", Port: 5}), protocol.HrNotImpl},
-		{"update disk", request(t, protocol.ResourceMappedVirtualDisk, "Update", protocol.MappedVirtualDisk{MountPath: root + "/m"}), protocol.HrNotImpl},
-		{"add scsi device", request(t, protocol.ResourceSCSIDevice, "Add", protocol.SCSIDevice{}), protocol.HrNotImpl},
-		{"bad request type", request(t, protocol.ResourceMappedVirtualDisk, "Frob", protocol.MappedVirtualDisk{}), protocol.HrInvalidArg},
-		{"no settings", protocol.ModificationRequest{ResourceType: protocol.ResourceCombinedLayers}, protocol.HrInvalidArg},
-		{"bad json", protocol.ModificationRequest{ResourceType: protocol.ResourceMappedVirtualDisk, Settings: json.RawMessage(`{"Lun":"x"}`)}, protocol.HrVmcomputeInvalidJSON},
-		{"disk traversal", request(t, protocol.ResourceMappedVirtualDisk, "", protocol.MappedVirtualDisk{MountPath: root + "/../etc"}), protocol.HrInvalidArg},
-		{"disk outside", request(t, protocol.ResourceMappedVirtualDisk, "", protocol.MappedVirtualDisk{MountPath: "/etc/x"}), protocol.HrInvalidArg},
-		{"layers outside", request(t, protocol.ResourceCombinedLayers, "", protocol.CombinedLayers{ContainerRootPath: root + "/r", Layers: []protocol.Layer{{Path: "/"}}}), protocol.HrInvalidArg},
-		{"missing disk", request(t, protocol.ResourceMappedVirtualDisk, "", protocol.MappedVirtualDisk{MountPath: root + "/m", Controller: 1, Lun: 2}), protocol.HrVmcomputeTimeout},
+		{"missing vpmem", m.AddVPMem(ctx, &protocol.VPMemDevice{MountPath: root + "/p0"}), context.DeadlineExceeded},
+		{"mapped directory without a tag", m.AddShare(ctx, &protocol.MappedDirectory{MountPath: root + "/d"}), errdefs.ErrInvalidArgument},
+		{"mapped directory over a port", m.AddShare(ctx, &protocol.MappedDirectory{MountPath: root + "/d", Port: 5}), errdefs.ErrNotImplemented},
+		{"disk traversal", m.AddDisk(ctx, &protocol.MappedVirtualDisk{MountPath: root + "/../etc"}), errdefs.ErrInvalidArgument},
+		{"disk outside", m.AddDisk(ctx, &protocol.MappedVirtualDisk{MountPath: "/etc/x"}), errdefs.ErrInvalidArgument},
+		{"layers outside", m.AddLayers(ctx, &protocol.CombinedLayers{ContainerRootPath: root + "/r", Layers: []protocol.Layer{{Path: "/"}}}), errdefs.ErrInvalidArgument},
+		{"missing disk", m.AddDisk(ctx, &protocol.MappedVirtualDisk{MountPath: root + "/m", Controller: 1, Lun: 2}), context.DeadlineExceeded},
 	} {
-		if err := m.Modify(ctx, tc.req); !errors.Is(err, tc.hr) {
-			t.Errorf("%s: %v, want %v", tc.name, err, tc.hr)
+		if !errors.Is(tc.err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, tc.err, tc.want)
 		}
 	}
 	// Removing what was never added is success.
-	if err := m.Modify(ctx, request(t, protocol.ResourceMappedVirtualDisk, "Remove", protocol.MappedVirtualDisk{MountPath: root + "/m"})); err != nil {
+	if err := m.RemoveDisk(ctx, &protocol.MappedVirtualDisk{MountPath: root + "/m"}); err != nil {
 		t.Error(err)
 	}
-	if err := m.Modify(ctx, request(t, protocol.ResourceSCSIDevice, "Remove", protocol.SCSIDevice{Lun: 3})); err != nil {
+	if err := m.RemoveSCSIDevice(ctx, &protocol.SCSIDevice{Lun: 3}); err != nil {
 		t.Error(err)
 	}
 }
@@ -104,7 +88,7 @@ func TestLayerStack(t *testing.T) {
 		{MountPath: run + "/mounts/scsi/m0", Controller: 1, Lun: 0},
 	}
 	for _, d := range disks {
-		if err := m.Modify(ctx, request(t, protocol.ResourceMappedVirtualDisk, "Add", d)); err != nil {
+		if err := m.AddDisk(ctx, &d); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -114,7 +98,7 @@ func TestLayerStack(t *testing.T) {
 		Layers:            []protocol.Layer{{Path: disks[0].MountPath}, {Path: disks[1].MountPath}},
 		ScratchPath:       disks[2].MountPath + "/c1",
 	}
-	if err := m.Modify(ctx, request(t, protocol.ResourceCombinedLayers, "", c)); err != nil {
+	if err := m.AddLayers(ctx, &c); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(c.ContainerRootPath + "/etc/hostname")
@@ -127,7 +111,7 @@ func TestLayerStack(t *testing.T) {
 	if m.Refs(disks[0].MountPath) != 1 || m.Refs(c.ContainerRootPath) != 1 {
 		t.Fatal("want one reference on each mount")
 	}
-	if err := m.Modify(ctx, request(t, protocol.ResourceSCSIDevice, "Remove", protocol.SCSIDevice{Controller: 1, Lun: 0})); err != nil {
+	if err := m.RemoveSCSIDevice(ctx, &protocol.SCSIDevice{Controller: 1, Lun: 0}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(scratchDir + "/delete"); string(b) != "1" {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/uvmgcs/gcs/guest/agent"
 	"github.com/uvmgcs/gcs/guest/storage"
 	"github.com/uvmgcs/gcs/guest/storage/storagetest"
 )
@@ -36,7 +37,7 @@ func TestOwnerOnRealGuestStorage(t *testing.T) {
 	t.Cleanup(func() { st.Close(ctx) })
 
 	m := newMachine(t)
-	m.res = st
+	m.res = agent.Resources(st, nil, nil)
 	m.plug = func(path string, lun uint8, ro bool) error {
 		storagetest.SCSIDisk(t, sys, 0, lun, storagetest.AttachLoop(t, path, ro), 0)
 		return nil

@@ -177,7 +177,10 @@ func privatePidNS(spec *specs.Spec) bool {
 	return false
 }
 
-// killAll SIGKILLs every process left in the container's cgroup.
+// killAll SIGKILLs every process left in the container's cgroup, then
+// thaws a paused container: a frozen process never acts on its SIGKILL,
+// so it would neither exit nor let its cgroup go (and with the signal
+// already pending it runs no further code once thawed).
 func (c *Container) killAll() {
 	pids, err := c.lc.Processes()
 	if err != nil {
@@ -185,6 +188,9 @@ func (c *Container) killAll() {
 	}
 	for _, pid := range pids {
 		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+	if s, err := c.lc.Status(); err == nil && s == libcontainer.Paused {
+		_ = c.lc.Resume()
 	}
 }
 

@@ -14,7 +14,12 @@ import (
 // recursive removal of dir never reaches into a mounted file system (a
 // container's root on its scratch layer).
 func unmountUnder(dir string) error {
-	f, err := os.Open("/proc/self/mountinfo")
+	// The calling thread's mount table: the process's main thread may be
+	// parked in a container's mount namespace (libcontainer enters one on a
+	// locked thread that never returns to the pool; the Go runtime cannot
+	// end the main thread, so it parks it), and /proc/self is that
+	// thread's view.
+	f, err := os.Open("/proc/thread-self/mountinfo")
 	if err != nil {
 		return err
 	}

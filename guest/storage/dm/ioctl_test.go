@@ -7,9 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
-
-	"github.com/uvmgcs/gcs/protocol"
 )
 
 func TestEncodeTable(t *testing.T) {
@@ -46,7 +45,7 @@ func TestEncodeTable(t *testing.T) {
 		t.Fatalf("targets end at %d of %d", off, len(b))
 	}
 	for _, bad := range []Target{{Length: 0, Type: "linear"}, {Length: 1, Type: ""}, {Length: 1, Type: strings.Repeat("x", 16)}, {Length: 1, Type: "linear", Params: "a\x00b"}} {
-		if _, err := encodeTable("x", []Target{bad}); !errors.Is(err, protocol.HrInvalidArg) {
+		if _, err := encodeTable("x", []Target{bad}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%+v: %v", bad, err)
 		}
 	}
@@ -141,7 +140,7 @@ func TestCheckName(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"", ".", "..", "a/b", "a b", strings.Repeat("n", 128), "x\x00"} {
-		if err := checkName(name); !errors.Is(err, protocol.HrInvalidArg) {
+		if err := checkName(name); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%q: %v", name, err)
 		}
 	}

@@ -11,12 +11,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/guest/storage/dm"
 	"github.com/uvmgcs/gcs/guest/storage/dm/dmtest"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
 	"github.com/uvmgcs/gcs/guest/storage/scsi"
 	"github.com/uvmgcs/gcs/guest/storage/storagetest"
-	"github.com/uvmgcs/gcs/protocol"
 )
 
 // patterned writes an image of MiBs mebibytes, the i-th filled with
@@ -200,7 +200,7 @@ func TestVerityRefusesBadDigest(t *testing.T) {
 	// Too little device for the filesystem and its tree is bad input.
 	big := *info
 	big.Ext4SizeInBytes = 64 << 20
-	if _, err := m.StackVerity(ctx, "v", loop, &big, mountAt(target)); !errors.Is(err, protocol.HrInvalidArg) {
+	if _, err := m.StackVerity(ctx, "v", loop, &big, mountAt(target)); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("filesystem larger than the device: %v", err)
 	}
 }

@@ -14,8 +14,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/internal/log"
-	"github.com/uvmgcs/gcs/protocol"
 )
 
 // Prefix starts the name of every device a Mapper makes, unless its
@@ -92,7 +92,7 @@ func checkName(full string) error {
 	}
 	if !ok {
 		return fmt.Errorf("device-mapper name %q: want 1 to %d printable characters without '/' or spaces: %w",
-			full, unix.DM_NAME_LEN-1, protocol.HrInvalidArg)
+			full, unix.DM_NAME_LEN-1, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -149,7 +149,7 @@ func (m *Mapper) Create(ctx context.Context, name string, table []Target, readOn
 		return "", err
 	}
 	if len(table) == 0 {
-		return "", fmt.Errorf("device-mapper %s: empty table: %w", full, protocol.HrInvalidArg)
+		return "", fmt.Errorf("device-mapper %s: empty table: %w", full, errdefs.ErrInvalidArgument)
 	}
 	load, err := encodeTable(full, table)
 	if err != nil {

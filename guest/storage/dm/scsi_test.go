@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/guest/storage/dm"
 	"github.com/uvmgcs/gcs/guest/storage/dm/dmtest"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
@@ -70,7 +71,7 @@ func TestSCSIVerity(t *testing.T) {
 	}
 	writable := *d
 	writable.ReadOnly = false
-	if err := disks.Add(ctx, &writable); !errors.Is(err, protocol.HrNotImpl) {
+	if err := disks.Add(ctx, &writable); !errors.Is(err, errdefs.ErrNotImplemented) {
 		t.Fatalf("verity on a writable disk: %v", err)
 	}
 	if left := storagetest.MountsUnder(t, run); len(left) != 0 {

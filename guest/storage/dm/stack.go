@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
 	"github.com/uvmgcs/gcs/internal/log"
 	"github.com/uvmgcs/gcs/protocol"
@@ -60,7 +61,7 @@ func (m *Mapper) StackLinear(ctx context.Context, name, dev string, offset, leng
 	}
 	if offset > size || length > size-offset {
 		return nil, fmt.Errorf("linear slice of %d bytes at %d runs past the end of %s (%d bytes): %w",
-			length, offset, dev, size, protocol.HrInvalidArg)
+			length, offset, dev, size, errdefs.ErrInvalidArgument)
 	}
 	return m.Stack(ctx, name, table, readOnly, use)
 }
@@ -80,7 +81,7 @@ func (m *Mapper) StackVerity(ctx context.Context, name, dev string, info *protoc
 	}
 	if need := v.HashDeviceSize(); size < need {
 		return nil, fmt.Errorf("dm-verity: %s is %d bytes; %d blocks of data and their hash tree need more than %d: %w",
-			dev, size, v.DataBlocks, need, protocol.HrInvalidArg)
+			dev, size, v.DataBlocks, need, errdefs.ErrInvalidArgument)
 	}
 	table, err := v.Table()
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/protocol"
 )
 
@@ -24,7 +25,7 @@ type Target struct {
 func (t Target) check() error {
 	if t.Length == 0 || t.Type == "" || len(t.Type) >= unix.DM_MAX_TYPE_NAME ||
 		strings.ContainsRune(t.Type, 0) || strings.ContainsRune(t.Params, 0) {
-		return fmt.Errorf("device-mapper target %q (%d sectors, %q): %w", t.Type, t.Length, t.Params, protocol.HrInvalidArg)
+		return fmt.Errorf("device-mapper target %q (%d sectors, %q): %w", t.Type, t.Length, t.Params, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -33,7 +34,7 @@ func (t Target) check() error {
 // table line.
 func checkDevice(dev string) error {
 	if dev == "" || strings.ContainsAny(dev, " \t\n\x00") {
-		return fmt.Errorf("device path %q: %w", dev, protocol.HrInvalidArg)
+		return fmt.Errorf("device path %q: %w", dev, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -46,7 +47,7 @@ func Linear(dev string, offset, length uint64) ([]Target, error) {
 	}
 	if length == 0 || offset%SectorSize != 0 || length%SectorSize != 0 {
 		return nil, fmt.Errorf("linear slice of %d bytes at %d: want a non-empty slice in whole %d-byte sectors: %w",
-			length, offset, SectorSize, protocol.HrInvalidArg)
+			length, offset, SectorSize, errdefs.ErrInvalidArgument)
 	}
 	return []Target{{
 		Length: length / SectorSize,
@@ -89,7 +90,7 @@ func digestHexLen(alg string) int {
 // info.SuperBlock is set (veritysetup's default), directly otherwise.
 func VerityOf(dev string, info *protocol.VerityInfo) (Verity, error) {
 	bad := func(format string, args ...any) (Verity, error) {
-		return Verity{}, fmt.Errorf("verity info: "+format+": %w", append(args, protocol.HrInvalidArg)...)
+		return Verity{}, fmt.Errorf("verity info: "+format+": %w", append(args, errdefs.ErrInvalidArgument)...)
 	}
 	bs := info.BlockSize
 	switch {
@@ -125,7 +126,7 @@ func VerityOf(dev string, info *protocol.VerityInfo) (Verity, error) {
 
 func (v Verity) check() error {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("dm-verity: "+format+": %w", append(args, protocol.HrInvalidArg)...)
+		return fmt.Errorf("dm-verity: "+format+": %w", append(args, errdefs.ErrInvalidArgument)...)
 	}
 	if err := checkDevice(v.DataDevice); err != nil {
 		return err

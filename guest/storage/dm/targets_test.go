@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/protocol"
 )
 
@@ -20,7 +21,7 @@ func TestLinear(t *testing.T) {
 		dev            string
 		offset, length uint64
 	}{{"/dev/pmem0", 0, 0}, {"/dev/pmem0", 100, 512}, {"/dev/pmem0", 0, 1000}, {"/dev/a b", 0, 512}, {"", 0, 512}} {
-		if _, err := Linear(tc.dev, tc.offset, tc.length); !errors.Is(err, protocol.HrInvalidArg) {
+		if _, err := Linear(tc.dev, tc.offset, tc.length); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%+v: %v", tc, err)
 		}
 	}
@@ -83,11 +84,11 @@ func TestVerityRefusals(t *testing.T) {
 	} {
 		info := goodInfo()
 		change(info)
-		if _, err := VerityOf("/dev/sdb", info); !errors.Is(err, protocol.HrInvalidArg) {
+		if _, err := VerityOf("/dev/sdb", info); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	if _, err := VerityOf("/dev/a b", goodInfo()); !errors.Is(err, protocol.HrInvalidArg) {
+	if _, err := VerityOf("/dev/a b", goodInfo()); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("device with a space: %v", err)
 	}
 	// An algorithm the guest does not know the digest length of is left

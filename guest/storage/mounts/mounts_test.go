@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/uvmgcs/gcs/protocol"
+	"github.com/containerd/errdefs"
 )
 
 // tempRoots returns two allowed roots in a temp dir and the dir.
@@ -84,7 +84,7 @@ func TestRootsCheck(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("%q (target %t): err = %v, want ok %t", tc.path, tc.target, err, tc.ok)
 		}
-		if err != nil && !errors.Is(err, protocol.HrInvalidArg) {
+		if err != nil && !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%q: %v does not wrap HrInvalidArg", tc.path, err)
 		}
 	}
@@ -92,7 +92,7 @@ func TestRootsCheck(t *testing.T) {
 
 func TestNewRootsRefusesBadRoots(t *testing.T) {
 	for _, roots := range [][]string{{"relative"}, {"/"}, {"/run/../etc"}, {"/run/x/"}} {
-		if _, err := NewRoots(roots); !errors.Is(err, protocol.HrInvalidArg) {
+		if _, err := NewRoots(roots); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%q: err = %v, want HrInvalidArg", roots, err)
 		}
 	}
@@ -155,7 +155,7 @@ func TestTableRefcounts(t *testing.T) {
 	if f.mounted.Load() != 1 || tb.Refs(target) != 2 {
 		t.Fatalf("two adds: %d mounts, %d refs; want 1 mount, 2 refs", f.mounted.Load(), tb.Refs(target))
 	}
-	if err := tb.Add(ctx, target, "disk b", f.mount("b")); !errors.Is(err, protocol.HrInvalidArg) {
+	if err := tb.Add(ctx, target, "disk b", f.mount("b")); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("different source at the same target: %v", err)
 	}
 	if err := tb.Remove(ctx, target); err != nil || f.unmounted.Load() != 0 || tb.Refs(target) != 1 {
@@ -215,7 +215,7 @@ func TestTableRefusesBadTargets(t *testing.T) {
 	}
 	var f fakeMount
 	for _, target := range []string{"relative", dir + "/mounts/../outside/x", dir + "/outside/x", dir + "/mounts/root", dir + "/mounts/root/etc"} {
-		if err := tb.Add(ctx, target, "a", f.mount("a")); !errors.Is(err, protocol.HrInvalidArg) {
+		if err := tb.Add(ctx, target, "a", f.mount("a")); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%q: %v, want HrInvalidArg", target, err)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/uvmgcs/gcs/protocol"
+	"github.com/containerd/errdefs"
 )
 
 // DefaultRoots returns the directories guest storage paths live under when
@@ -29,7 +29,7 @@ func NewRoots(dirs []string) (Roots, error) {
 	r := Roots{dirs: make([]string, 0, len(dirs))}
 	for _, d := range dirs {
 		if !filepath.IsAbs(d) || filepath.Clean(d) != d || d == "/" {
-			return Roots{}, fmt.Errorf("allowed root %q: must be absolute, clean and not /: %w", d, protocol.HrInvalidArg)
+			return Roots{}, fmt.Errorf("allowed root %q: must be absolute, clean and not /: %w", d, errdefs.ErrInvalidArgument)
 		}
 		r.dirs = append(r.dirs, d)
 	}
@@ -43,16 +43,16 @@ func (r Roots) Dirs() []string { return append([]string(nil), r.dirs...) }
 // or trailing slashes) and strictly beneath an allowed root as written.
 func (r Roots) CheckLexical(p string) error {
 	if p == "" || !filepath.IsAbs(p) {
-		return fmt.Errorf("path %q: must be absolute: %w", p, protocol.HrInvalidArg)
+		return fmt.Errorf("path %q: must be absolute: %w", p, errdefs.ErrInvalidArgument)
 	}
 	if filepath.Clean(p) != p {
-		return fmt.Errorf("path %q: must be clean: %w", p, protocol.HrInvalidArg)
+		return fmt.Errorf("path %q: must be clean: %w", p, errdefs.ErrInvalidArgument)
 	}
 	if strings.ContainsRune(p, 0) {
-		return fmt.Errorf("path %q: contains NUL: %w", p, protocol.HrInvalidArg)
+		return fmt.Errorf("path %q: contains NUL: %w", p, errdefs.ErrInvalidArgument)
 	}
 	if r.rootOf(p, r.dirs) == "" {
-		return fmt.Errorf("path %q: not beneath any of %v: %w", p, r.dirs, protocol.HrInvalidArg)
+		return fmt.Errorf("path %q: not beneath any of %v: %w", p, r.dirs, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -77,7 +77,7 @@ func (r Roots) Check(p string) error {
 		resolved = append(resolved, rd)
 	}
 	if r.rootOf(real, resolved) == "" {
-		return fmt.Errorf("path %q resolves to %q, outside the allowed roots: %w", p, real, protocol.HrInvalidArg)
+		return fmt.Errorf("path %q resolves to %q, outside the allowed roots: %w", p, real, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -90,7 +90,7 @@ func (r Roots) CheckTarget(p string) error {
 		return err
 	}
 	if fi, err := os.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-		return fmt.Errorf("path %q: is a symbolic link: %w", p, protocol.HrInvalidArg)
+		return fmt.Errorf("path %q: is a symbolic link: %w", p, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }
@@ -124,7 +124,7 @@ func resolve(p string) (string, error) {
 		if _, lerr := os.Lstat(cur); lerr == nil {
 			// cur exists but does not resolve: a dangling link, which
 			// creating beneath it would follow to wherever it points.
-			return "", fmt.Errorf("%q is a dangling symbolic link: %w", cur, protocol.HrInvalidArg)
+			return "", fmt.Errorf("%q is a dangling symbolic link: %w", cur, errdefs.ErrInvalidArgument)
 		}
 		parent := filepath.Dir(cur)
 		if parent == cur {

@@ -7,8 +7,8 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/internal/log"
-	"github.com/uvmgcs/gcs/protocol"
 )
 
 // Undo reverses one mount (unmounts it, removes what it created).
@@ -102,7 +102,7 @@ func (t *Table) Add(ctx context.Context, target, key string, mount MountFunc) er
 	defer t.release(target, e)
 	if e.refs > 0 {
 		if e.key != key {
-			return fmt.Errorf("%s is already mounted from %s, not %s: %w", target, e.key, key, protocol.HrInvalidArg)
+			return fmt.Errorf("%s is already mounted from %s, not %s: %w", target, e.key, key, errdefs.ErrInvalidArgument)
 		}
 		t.setRefs(e, e.refs+1)
 		log.G(ctx).WithField("target", target).WithField("refs", e.refs).Debug("mount reference added")

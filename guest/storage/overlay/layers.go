@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
 	"github.com/uvmgcs/gcs/protocol"
 )
@@ -26,7 +27,7 @@ func (l *Layers) spec(c *protocol.CombinedLayers) (Spec, error) {
 	roots := l.table.Roots()
 	var s Spec
 	if len(c.Layers) == 0 {
-		return s, fmt.Errorf("combined layers at %s: no layers: %w", c.ContainerRootPath, protocol.HrInvalidArg)
+		return s, fmt.Errorf("combined layers at %s: no layers: %w", c.ContainerRootPath, errdefs.ErrInvalidArgument)
 	}
 	for _, layer := range c.Layers {
 		if err := roots.Check(layer.Path); err != nil {

@@ -8,8 +8,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
-	"github.com/uvmgcs/gcs/protocol"
 )
 
 // Spec is one overlay to mount.
@@ -30,9 +30,9 @@ func (s Spec) readOnly() bool { return s.Upper == "" }
 func Mount(ctx context.Context, target string, s Spec) (mounts.Undo, error) {
 	switch {
 	case len(s.Lowers) == 0:
-		return nil, fmt.Errorf("overlay at %s: no layers: %w", target, protocol.HrInvalidArg)
+		return nil, fmt.Errorf("overlay at %s: no layers: %w", target, errdefs.ErrInvalidArgument)
 	case (s.Upper == "") != (s.Work == ""):
-		return nil, fmt.Errorf("overlay at %s: upper and work directories go together: %w", target, protocol.HrInvalidArg)
+		return nil, fmt.Errorf("overlay at %s: upper and work directories go together: %w", target, errdefs.ErrInvalidArgument)
 	}
 	removeDir, err := mounts.MakeDir(target, 0o755)
 	if err != nil {
@@ -173,7 +173,7 @@ const maxMountData = 4095
 func mountClassic(target string, s Spec) error {
 	for _, p := range append(append([]string(nil), s.Lowers...), s.Upper, s.Work) {
 		if strings.ContainsAny(p, ":,\\") {
-			return fmt.Errorf("overlay path %q cannot be passed to mount(2): %w", p, protocol.HrInvalidArg)
+			return fmt.Errorf("overlay path %q cannot be passed to mount(2): %w", p, errdefs.ErrInvalidArgument)
 		}
 	}
 	data := "lowerdir=" + strings.Join(s.Lowers, ":")
@@ -185,7 +185,7 @@ func mountClassic(target string, s Spec) error {
 	}
 	if len(data) > maxMountData {
 		return fmt.Errorf("overlay of %d layers needs %d bytes of options, more than mount(2) takes, and this kernel lacks fsopen with lowerdir+: %w",
-			len(s.Lowers), len(data), protocol.HrNotImpl)
+			len(s.Lowers), len(data), errdefs.ErrNotImplemented)
 	}
 	if err := unix.Mount("overlay", target, "overlay", flags, data); err != nil {
 		return fmt.Errorf("mount overlay of %d layers at %s: %w", len(s.Lowers), target, err)

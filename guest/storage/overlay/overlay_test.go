@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
 	"github.com/uvmgcs/gcs/guest/storage/storagetest"
 	"github.com/uvmgcs/gcs/protocol"
@@ -215,10 +216,10 @@ func TestClassicMount(t *testing.T) {
 	for i := range many.Lowers {
 		many.Lowers[i] = filepath.Join(dir, strings.Repeat("x", 60))
 	}
-	if err := mountClassic(target, many); !errors.Is(err, protocol.HrNotImpl) {
+	if err := mountClassic(target, many); !errors.Is(err, errdefs.ErrNotImplemented) {
 		t.Errorf("too long for mount(2): %v", err)
 	}
-	if err := mountClassic(target, Spec{Lowers: []string{a, dir + "/with:colon"}}); !errors.Is(err, protocol.HrInvalidArg) {
+	if err := mountClassic(target, Spec{Lowers: []string{a, dir + "/with:colon"}}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("colon in a path: %v", err)
 	}
 }
@@ -239,21 +240,21 @@ func TestRefusedAndFailedAddsLeaveNothing(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		c    protocol.CombinedLayers
-		hr   protocol.HResult
+		hr   error
 	}{
-		{"no layers", protocol.CombinedLayers{ContainerRootPath: rootfs}, protocol.HrInvalidArg},
-		{"relative root", protocol.CombinedLayers{ContainerRootPath: "gcs/rootfs", Layers: []protocol.Layer{good}}, protocol.HrInvalidArg},
-		{"root traversal", protocol.CombinedLayers{ContainerRootPath: root + "/gcs/../../../etc", Layers: []protocol.Layer{good}}, protocol.HrInvalidArg},
-		{"root outside", protocol.CombinedLayers{ContainerRootPath: outside + "/rootfs", Layers: []protocol.Layer{good}}, protocol.HrInvalidArg},
-		{"layer traversal", protocol.CombinedLayers{ContainerRootPath: rootfs, Layers: []protocol.Layer{good, {Path: root + "/layers/../../.."}}}, protocol.HrInvalidArg},
-		{"layer outside", protocol.CombinedLayers{ContainerRootPath: rootfs, Layers: []protocol.Layer{good, {Path: "/etc"}}}, protocol.HrInvalidArg},
-		{"layer symlink escape", protocol.CombinedLayers{ContainerRootPath: rootfs, Layers: []protocol.Layer{good, {Path: root + "/layers/escape/x"}}}, protocol.HrInvalidArg},
-		{"scratch symlink escape", protocol.CombinedLayers{ContainerRootPath: rootfs, Layers: []protocol.Layer{good}, ScratchPath: root + "/mounts/s"}, protocol.HrInvalidArg},
-		{"missing layer", protocol.CombinedLayers{ContainerRootPath: rootfs, Layers: []protocol.Layer{good, good2, {Path: root + "/layers/missing"}}}, 0},
-		{"missing single layer", protocol.CombinedLayers{ContainerRootPath: rootfs, Layers: []protocol.Layer{{Path: root + "/layers/missing"}}}, 0},
+		{"no layers", protocol.CombinedLayers{ContainerRootPath: rootfs}, errdefs.ErrInvalidArgument},
+		{"relative root", protocol.CombinedLayers{ContainerRootPath: "gcs/rootfs", Layers: []protocol.Layer{good}}, errdefs.ErrInvalidArgument},
+		{"root traversal", protocol.CombinedLayers{ContainerRootPath: root + "/gcs/../../../etc", Layers: []protocol.Layer{good}}, errdefs.ErrInvalidArgument},
+		{"root outside", protocol.CombinedLayers{ContainerRootPath: outside + "/rootfs", Layers: []protocol.Layer{good}}, errdefs.ErrInvalidArgument},
+		{"layer traversal", protocol.CombinedLayers{ContainerRootPath: rootfs, Layers: []protocol.Layer{good, {Path: root + "/layers/../../.."}}}, errdefs.ErrInvalidArgument},
+		{"layer outside", protocol.CombinedLayers{ContainerRootPath: rootfs, Layers: []protocol.Layer{good, {Path: "/etc"}}}, errdefs.ErrInvalidArgument},
+		{"layer symlink escape", protocol.CombinedLayers{ContainerRootPath: rootfs, Layers: []protocol.Layer{good, {Path: root + "/layers/escape/x"}}}, errdefs.ErrInvalidArgument},
+		{"scratch symlink escape", protocol.CombinedLayers{ContainerRootPath: rootfs, Layers: []protocol.Layer{good}, ScratchPath: root + "/mounts/s"}, errdefs.ErrInvalidArgument},
+		{"missing layer", protocol.CombinedLayers{ContainerRootPath: rootfs, Layers: []protocol.Layer{good, good2, {Path: root + "/layers/missing"}}}, nil},
+		{"missing single layer", protocol.CombinedLayers{ContainerRootPath: rootfs, Layers: []protocol.Layer{{Path: root + "/layers/missing"}}}, nil},
 	} {
 		err := layers.Add(ctx, &tc.c)
-		if err == nil || (tc.hr != 0 && !errors.Is(err, tc.hr)) {
+		if err == nil || (tc.hr != nil && !errors.Is(err, tc.hr)) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.hr)
 		}
 		if left := storagetest.MountsUnder(t, root); len(left) != 0 {

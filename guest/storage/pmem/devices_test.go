@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/guest/storage/dm"
 	"github.com/uvmgcs/gcs/guest/storage/dm/dmtest"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
@@ -189,13 +190,13 @@ func TestLinearSlices(t *testing.T) {
 	// of the device is bad input.
 	other := *layers[0]
 	other.MountPath = layers[1].MountPath
-	if err := p.Add(ctx, &other); !errors.Is(err, protocol.HrInvalidArg) {
+	if err := p.Add(ctx, &other); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("different slice at a mounted path: %v", err)
 	}
 	past := *layers[0]
 	past.MountPath = filepath.Join(run, "layers", "past")
 	past.MappingInfo = &protocol.VPMemMappingInfo{DeviceOffsetInBytes: uint64(offsets[1]), DeviceSizeInBytes: 64 << 20}
-	if err := p.Add(ctx, &past); !errors.Is(err, protocol.HrInvalidArg) {
+	if err := p.Add(ctx, &past); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("slice past the end: %v", err)
 	}
 
@@ -227,7 +228,7 @@ func TestAddRefusesBadInput(t *testing.T) {
 		"outside roots":   {MountPath: "/etc/layer"},
 	} {
 		d.MountPath = cmp.Or(d.MountPath, filepath.Join(root, "p"))
-		if err := p.Add(context.Background(), d); !errors.Is(err, protocol.HrInvalidArg) {
+		if err := p.Add(context.Background(), d); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

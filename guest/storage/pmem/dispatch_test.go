@@ -2,7 +2,6 @@ package pmem_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -77,12 +76,7 @@ func TestModifyVPMem(t *testing.T) {
 		MappingInfo:  &protocol.VPMemMappingInfo{DeviceSizeInBytes: uint64(fi.Size())},
 		VerityInfo:   info,
 	}
-	settings, err := json.Marshal(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := protocol.ModificationRequest{ResourceType: protocol.ResourceVPMemDevice, Settings: settings}
-	if err := m.Modify(ctx, req); err != nil {
+	if err := m.AddVPMem(ctx, &d); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(d.MountPath, "id")); err != nil || string(b) != "layer\n" {
@@ -95,8 +89,7 @@ func TestModifyVPMem(t *testing.T) {
 		}
 	}
 
-	req.RequestType = "Remove"
-	if err := m.Modify(ctx, req); err != nil {
+	if err := m.RemoveVPMem(ctx, &d); err != nil {
 		t.Fatal(err)
 	}
 	if storagetest.IsMounted(t, d.MountPath) {

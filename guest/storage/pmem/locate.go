@@ -4,14 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/uvmgcs/gcs/guest/storage/uevent"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/uvmgcs/gcs/guest/storage/uevent"
+
 	"github.com/uvmgcs/gcs/internal/log"
-	"github.com/uvmgcs/gcs/protocol"
 )
 
 // DefaultTimeout bounds the wait for a device the host says it attached.
@@ -45,7 +45,7 @@ func NewLocator(cfg Config) *Locator {
 }
 
 // errNotPresent means the device is not (yet) in sysfs or the device root.
-var errNotPresent = errors.New("not present")
+var errNotPresent = uevent.ErrNotPresent
 
 // Name is the kernel's name for VPMem device n.
 func Name(n uint32) string { return fmt.Sprintf("pmem%d", n) }
@@ -70,7 +70,7 @@ func (l *Locator) Lookup(n uint32) (string, error) {
 		return "", fmt.Errorf("%s: %w", dev, err)
 	}
 	if fi.Mode()&fs.ModeDevice == 0 || fi.Mode()&fs.ModeCharDevice != 0 {
-		return "", fmt.Errorf("%s is not a block device: %w", dev, protocol.HrFail)
+		return "", fmt.Errorf("%s is not a block device", dev)
 	}
 	return dev, nil
 }
@@ -79,7 +79,7 @@ func (l *Locator) Lookup(n uint32) (string, error) {
 // announce it when it is not there yet: the host adds a device and sends
 // the request at about the same time. The wait ends at the Locator's
 // timeout with an error naming the device and wrapping
-// protocol.HrVmcomputeTimeout.
+// context.DeadlineExceeded.
 func (l *Locator) Find(ctx context.Context, n uint32) (string, error) {
 	// Subscribe before the first look, so an event between the look and
 	// the wait is not lost.
@@ -89,25 +89,9 @@ func (l *Locator) Find(ctx context.Context, n uint32) (string, error) {
 		w = uevent.NewPoller()
 	}
 	defer w.Close()
-	wctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
-	defer cancel()
-	for {
-		dev, err := l.Lookup(n)
-		if err == nil {
-			return dev, nil
-		}
-		if !errors.Is(err, errNotPresent) {
-			return "", fmt.Errorf("pmem device %d: %w", n, err)
-		}
-		if werr := w.Wait(wctx); werr != nil {
-			switch {
-			case ctx.Err() != nil:
-				return "", fmt.Errorf("pmem device %d: %w", n, ctx.Err())
-			case wctx.Err() != nil:
-				return "", fmt.Errorf("pmem device %d: %s did not appear within %v (%v): %w",
-					n, filepath.Join(l.cfg.DevRoot, Name(n)), l.cfg.Timeout, err, protocol.HrVmcomputeTimeout)
-			}
-			return "", fmt.Errorf("pmem device %d: wait for device: %w", n, werr)
-		}
+	dev, err := uevent.Find(ctx, w, l.cfg.Timeout, func() (string, error) { return l.Lookup(n) })
+	if err != nil {
+		return "", fmt.Errorf("pmem device %d (%s): %w", n, filepath.Join(l.cfg.DevRoot, Name(n)), err)
 	}
+	return dev, nil
 }

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/guest/storage/dm"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
 	"github.com/uvmgcs/gcs/protocol"
@@ -51,18 +52,18 @@ func key(d *protocol.MappedVirtualDisk) string {
 // not match fails the mount with an error wrapping dm.ErrVerity.
 //
 // VerityInfo on a writable disk, and encrypted disks (dm-crypt, served by
-// a later change), answer HrNotImpl. EnsureFilesystem is honoured when
+// a later change), are errdefs.ErrNotImplemented. EnsureFilesystem is honoured when
 // the disk already holds the filesystem asked for; formatting a blank disk
 // needs mkfs, which the guest image does not carry, so that answers
-// HrNotImpl too.
+// not implemented either.
 func (s *Disks) Add(ctx context.Context, d *protocol.MappedVirtualDisk) error {
 	switch {
 	case d.Encrypted:
-		return fmt.Errorf("encrypted SCSI disk: %w", protocol.HrNotImpl)
+		return fmt.Errorf("encrypted SCSI disk: %w", errdefs.ErrNotImplemented)
 	case d.VerityInfo != nil && !d.ReadOnly:
 		// dm-verity devices are read-only; hcsshim's guest ignores
 		// VerityInfo on a writable disk, this one refuses it.
-		return fmt.Errorf("dm-verity on a writable SCSI disk: %w", protocol.HrNotImpl)
+		return fmt.Errorf("dm-verity on a writable SCSI disk: %w", errdefs.ErrNotImplemented)
 	}
 	if d.MountPath == "" {
 		_, err := s.loc.Find(ctx, d.Controller, d.Lun, d.Partition)
@@ -112,9 +113,9 @@ func ensureFilesystem(dev, fs string) error {
 	case found == fs:
 		return nil
 	case found != "":
-		return fmt.Errorf("%s holds %s, not %s; it is not reformatted: %w", dev, found, fs, protocol.HrInvalidArg)
+		return fmt.Errorf("%s holds %s, not %s; it is not reformatted: %w", dev, found, fs, errdefs.ErrInvalidArgument)
 	case fs != Ext4:
-		return fmt.Errorf("formatting %s as %s: only ext4 can be made here: %w", dev, fs, protocol.HrNotImpl)
+		return fmt.Errorf("formatting %s as %s: only ext4 can be made here: %w", dev, fs, errdefs.ErrNotImplemented)
 	}
 	out, err := exec.Command("mke2fs", "-F", dev).CombinedOutput()
 	if err != nil {

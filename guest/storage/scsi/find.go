@@ -2,19 +2,18 @@ package scsi
 
 import (
 	"context"
-	"errors"
 	"fmt"
+
 	"github.com/uvmgcs/gcs/guest/storage/uevent"
 
 	"github.com/uvmgcs/gcs/internal/log"
-	"github.com/uvmgcs/gcs/protocol"
 )
 
 // Find returns the device node of (controller, lun, partition), waiting
 // for the kernel to announce it when it is not there yet: the host attaches
 // a disk and sends the request at about the same time. The wait ends at
 // the Locator's timeout with an error naming the controller and LUN and
-// wrapping protocol.HrVmcomputeTimeout.
+// wrapping context.DeadlineExceeded.
 func (l *Locator) Find(ctx context.Context, controller, lun uint8, partition uint64) (string, error) {
 	// Subscribe before the first look, so an event between the look and
 	// the wait is not lost.
@@ -24,25 +23,9 @@ func (l *Locator) Find(ctx context.Context, controller, lun uint8, partition uin
 		w = uevent.NewPoller()
 	}
 	defer w.Close()
-	wctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
-	defer cancel()
-	for {
-		dev, err := l.Lookup(controller, lun, partition)
-		if err == nil {
-			return dev, nil
-		}
-		if !errors.Is(err, errNotPresent) {
-			return "", fmt.Errorf("scsi controller %d lun %d: %w", controller, lun, err)
-		}
-		if werr := w.Wait(wctx); werr != nil {
-			if ctx.Err() != nil {
-				return "", fmt.Errorf("scsi controller %d lun %d: %w", controller, lun, ctx.Err())
-			}
-			if wctx.Err() != nil {
-				return "", fmt.Errorf("scsi controller %d lun %d partition %d: device did not appear within %v (%v): %w",
-					controller, lun, partition, l.cfg.Timeout, err, protocol.HrVmcomputeTimeout)
-			}
-			return "", fmt.Errorf("scsi controller %d lun %d: wait for device: %w", controller, lun, werr)
-		}
+	dev, err := uevent.Find(ctx, w, l.cfg.Timeout, func() (string, error) { return l.Lookup(controller, lun, partition) })
+	if err != nil {
+		return "", fmt.Errorf("scsi controller %d lun %d partition %d: %w", controller, lun, partition, err)
 	}
+	return dev, nil
 }

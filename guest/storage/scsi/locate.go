@@ -3,7 +3,6 @@ package scsi
 import (
 	"errors"
 	"fmt"
-	"github.com/uvmgcs/gcs/guest/storage/uevent"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/uvmgcs/gcs/guest/storage/uevent"
 
 	"github.com/uvmgcs/gcs/protocol"
 )
@@ -50,7 +52,7 @@ func NewLocator(cfg Config) *Locator {
 }
 
 // errNotPresent means the device is not (yet) in sysfs or /dev.
-var errNotPresent = errors.New("not present")
+var errNotPresent = uevent.ErrNotPresent
 
 // SCSI host drivers (proc_name) whose hosts are controllers the host
 // addresses by index.
@@ -266,7 +268,7 @@ func (l *Locator) host(controller uint8) (uint32, error) {
 	if l.cfg.Hosts != nil {
 		h, ok := l.cfg.Hosts[controller]
 		if !ok {
-			return 0, fmt.Errorf("controller %d is not in the configured table: %w", controller, protocol.HrInvalidArg)
+			return 0, fmt.Errorf("controller %d is not in the configured table: %w", controller, errdefs.ErrInvalidArgument)
 		}
 		return h, nil
 	}
@@ -316,7 +318,7 @@ func (l *Locator) Lookup(controller, lun uint8, partition uint64) (string, error
 		return "", fmt.Errorf("read %s: %w", blockDir, err)
 	}
 	if len(ents) != 1 {
-		return "", fmt.Errorf("%s holds %d block devices, want 1: %w", blockDir, len(ents), protocol.HrFail)
+		return "", fmt.Errorf("%s holds %d block devices, want 1", blockDir, len(ents))
 	}
 	disk := ents[0].Name()
 	name := PartitionName(disk, partition)
@@ -331,7 +333,7 @@ func (l *Locator) Lookup(controller, lun uint8, partition uint64) (string, error
 		return "", fmt.Errorf("%w: %s has no device node yet", errNotPresent, name)
 	}
 	if fi.Mode()&fs.ModeDevice == 0 || fi.Mode()&fs.ModeCharDevice != 0 {
-		return "", fmt.Errorf("%s is not a block device: %w", dev, protocol.HrFail)
+		return "", fmt.Errorf("%s is not a block device", dev)
 	}
 	return dev, nil
 }

@@ -3,7 +3,6 @@ package scsi
 import (
 	"context"
 	"errors"
-	"github.com/uvmgcs/gcs/guest/storage/uevent"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
+	"github.com/uvmgcs/gcs/guest/storage/uevent"
+
 	"github.com/uvmgcs/gcs/guest/storage/storagetest"
-	"github.com/uvmgcs/gcs/protocol"
 )
 
 // fakeSys builds a sysfs with an IDE host, a USB storage host and three
@@ -114,7 +115,7 @@ func TestLookup(t *testing.T) {
 	if got, err := l.Lookup(5, 7, 1); err != nil || got != filepath.Join(dev, "sdb1") {
 		t.Errorf("with table: %q, %v", got, err)
 	}
-	if _, err := l.Lookup(0, 0, 0); !errors.Is(err, protocol.HrInvalidArg) {
+	if _, err := l.Lookup(0, 0, 0); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("controller outside the table: %v", err)
 	}
 }
@@ -139,7 +140,7 @@ func TestFindTimesOut(t *testing.T) {
 	l.watch = func() (uevent.Watcher, error) { return make(chanWatcher), nil }
 	start := time.Now()
 	_, err := l.Find(context.Background(), 1, 3, 0)
-	if !errors.Is(err, protocol.HrVmcomputeTimeout) {
+	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want a timeout", err)
 	}
 	for _, want := range []string{"controller 1", "lun 3", "did not appear within 100ms"} {
@@ -153,7 +154,7 @@ func TestFindTimesOut(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := l.Find(ctx, 1, 3, 0); !errors.Is(err, context.Canceled) || errors.Is(err, protocol.HrVmcomputeTimeout) {
+	if _, err := l.Find(ctx, 1, 3, 0); !errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("cancelled: %v", err)
 	}
 }

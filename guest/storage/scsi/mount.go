@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
-	"github.com/uvmgcs/gcs/protocol"
 )
 
 // Filesystems the guest mounts disks as.
@@ -124,13 +124,13 @@ func mountArgs(dev string, o MountOptions) (fstype string, flags uintptr, data s
 	}
 	switch {
 	case fstype == "" && found == "":
-		return "", 0, "", fmt.Errorf("%s: no ext4, xfs or erofs superblock: %w", dev, protocol.HrInvalidArg)
+		return "", 0, "", fmt.Errorf("%s: no ext4, xfs or erofs superblock: %w", dev, errdefs.ErrInvalidArgument)
 	case fstype == "":
 		fstype = found
 	case fstype != Ext4 && fstype != XFS && fstype != EROFS:
-		return "", 0, "", fmt.Errorf("filesystem %q: want ext4, xfs or erofs: %w", fstype, protocol.HrInvalidArg)
+		return "", 0, "", fmt.Errorf("filesystem %q: want ext4, xfs or erofs: %w", fstype, errdefs.ErrInvalidArgument)
 	case found != fstype:
-		return "", 0, "", fmt.Errorf("%s holds %q, not %s: %w", dev, found, fstype, protocol.HrInvalidArg)
+		return "", 0, "", fmt.Errorf("%s holds %q, not %s: %w", dev, found, fstype, errdefs.ErrInvalidArgument)
 	}
 	var opts []string
 	if o.ReadOnly || fstype == EROFS {
@@ -142,7 +142,7 @@ func mountArgs(dev string, o MountOptions) (fstype string, flags uintptr, data s
 	}
 	for _, opt := range o.Options {
 		if opt == "" || strings.ContainsAny(opt, ",\x00") {
-			return "", 0, "", fmt.Errorf("mount option %q: %w", opt, protocol.HrInvalidArg)
+			return "", 0, "", fmt.Errorf("mount option %q: %w", opt, errdefs.ErrInvalidArgument)
 		}
 		if f, ok := flagOption(opt); ok {
 			flags |= f
@@ -152,7 +152,7 @@ func mountArgs(dev string, o MountOptions) (fstype string, flags uintptr, data s
 	}
 	data = strings.Join(opts, ",")
 	if len(data) > maxMountData {
-		return "", 0, "", fmt.Errorf("mount options are %d bytes, more than %d: %w", len(data), maxMountData, protocol.HrInvalidArg)
+		return "", 0, "", fmt.Errorf("mount options are %d bytes, more than %d: %w", len(data), maxMountData, errdefs.ErrInvalidArgument)
 	}
 	return fstype, flags, data, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
 	"github.com/uvmgcs/gcs/guest/storage/storagetest"
 	"github.com/uvmgcs/gcs/protocol"
@@ -142,18 +143,18 @@ func TestMountFailureLeavesNothing(t *testing.T) {
 	for _, tc := range []struct {
 		dev  string
 		opts MountOptions
-		hr   protocol.HResult
+		hr   error
 	}{
-		{blank, MountOptions{ReadOnly: true}, protocol.HrInvalidArg},
-		{ext4, MountOptions{Filesystem: XFS}, protocol.HrInvalidArg},
-		{ext4, MountOptions{Filesystem: "nfs"}, protocol.HrInvalidArg},
-		{ext4, MountOptions{Options: []string{"a,b"}}, protocol.HrInvalidArg},
-		{ext4, MountOptions{Options: []string{strings.Repeat("x", 5000)}}, protocol.HrInvalidArg},
-		{ext4, MountOptions{ReadOnly: true, Options: []string{"no_such_ext4_option"}}, 0},
+		{blank, MountOptions{ReadOnly: true}, errdefs.ErrInvalidArgument},
+		{ext4, MountOptions{Filesystem: XFS}, errdefs.ErrInvalidArgument},
+		{ext4, MountOptions{Filesystem: "nfs"}, errdefs.ErrInvalidArgument},
+		{ext4, MountOptions{Options: []string{"a,b"}}, errdefs.ErrInvalidArgument},
+		{ext4, MountOptions{Options: []string{strings.Repeat("x", 5000)}}, errdefs.ErrInvalidArgument},
+		{ext4, MountOptions{ReadOnly: true, Options: []string{"no_such_ext4_option"}}, nil},
 	} {
 		target := filepath.Join(dir, "m", "target")
 		_, err := MountDevice(ctx, tc.dev, target, tc.opts)
-		if err == nil || (tc.hr != 0 && !errors.Is(err, tc.hr)) {
+		if err == nil || (tc.hr != nil && !errors.Is(err, tc.hr)) {
 			t.Errorf("%s %+v: err = %v, want %v", tc.dev, tc.opts, err, tc.hr)
 		}
 		if storagetest.IsMounted(t, target) {
@@ -234,7 +235,7 @@ func TestDisksRefcount(t *testing.T) {
 	}
 	rw := *d
 	rw.ReadOnly = false
-	if err := disks.Add(ctx, &rw); !errors.Is(err, protocol.HrInvalidArg) {
+	if err := disks.Add(ctx, &rw); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("conflicting add: %v", err)
 	}
 	if err := disks.Remove(ctx, d); err != nil {
@@ -261,14 +262,14 @@ func TestDisksBlockDevAndErrors(t *testing.T) {
 
 	for _, tc := range []struct {
 		d  protocol.MappedVirtualDisk
-		hr protocol.HResult
+		hr error
 	}{
-		{protocol.MappedVirtualDisk{MountPath: root + "/../etc", Lun: 1}, protocol.HrInvalidArg},
-		{protocol.MappedVirtualDisk{MountPath: "/etc/m", Lun: 1}, protocol.HrInvalidArg},
-		{protocol.MappedVirtualDisk{MountPath: root + "/m", Lun: 2}, protocol.HrVmcomputeTimeout},
-		{protocol.MappedVirtualDisk{MountPath: root + "/m", Lun: 1, Encrypted: true}, protocol.HrNotImpl},
-		{protocol.MappedVirtualDisk{MountPath: root + "/m", Lun: 1, VerityInfo: &protocol.VerityInfo{}}, protocol.HrNotImpl},
-		{protocol.MappedVirtualDisk{MountPath: root + "/m", Lun: 1, EnsureFilesystem: true, Filesystem: XFS}, protocol.HrInvalidArg},
+		{protocol.MappedVirtualDisk{MountPath: root + "/../etc", Lun: 1}, errdefs.ErrInvalidArgument},
+		{protocol.MappedVirtualDisk{MountPath: "/etc/m", Lun: 1}, errdefs.ErrInvalidArgument},
+		{protocol.MappedVirtualDisk{MountPath: root + "/m", Lun: 2}, context.DeadlineExceeded},
+		{protocol.MappedVirtualDisk{MountPath: root + "/m", Lun: 1, Encrypted: true}, errdefs.ErrNotImplemented},
+		{protocol.MappedVirtualDisk{MountPath: root + "/m", Lun: 1, VerityInfo: &protocol.VerityInfo{}}, errdefs.ErrNotImplemented},
+		{protocol.MappedVirtualDisk{MountPath: root + "/m", Lun: 1, EnsureFilesystem: true, Filesystem: XFS}, errdefs.ErrInvalidArgument},
 	} {
 		if err := disks.Add(ctx, &tc.d); !errors.Is(err, tc.hr) {
 			t.Errorf("%+v: %v, want %v", tc.d, err, tc.hr)

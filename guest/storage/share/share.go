@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
 	"github.com/uvmgcs/gcs/protocol"
 	"github.com/uvmgcs/gcs/transport"
@@ -38,16 +39,16 @@ func New(table *mounts.Table, dialer transport.Dialer) *Shares {
 func (s *Shares) check(d *protocol.MappedDirectory) error {
 	if d.Port != 0 {
 		if s.dialer == nil {
-			return fmt.Errorf("mapped directory over port %#x: no host channel to dial: %w", d.Port, protocol.HrNotImpl)
+			return fmt.Errorf("mapped directory over port %#x: no host channel to dial: %w", d.Port, errdefs.ErrNotImplemented)
 		}
 		// An empty ShareName attaches to the server's root (no aname).
 		if len(d.ShareName) > maxName || strings.ContainsAny(d.ShareName, ",\x00") {
-			return fmt.Errorf("share name %q: want a 9p attach name: %w", d.ShareName, protocol.HrInvalidArg)
+			return fmt.Errorf("share name %q: want a 9p attach name: %w", d.ShareName, errdefs.ErrInvalidArgument)
 		}
 		return nil
 	}
 	if d.ShareName == "" || len(d.ShareName) > maxName || strings.ContainsAny(d.ShareName, ",\x00 ") {
-		return fmt.Errorf("share name %q: want a virtio-9p mount tag: %w", d.ShareName, protocol.HrInvalidArg)
+		return fmt.Errorf("share name %q: want a virtio-9p mount tag: %w", d.ShareName, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

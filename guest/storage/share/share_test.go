@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/protocol"
 )
 
@@ -23,11 +24,11 @@ func TestCheck(t *testing.T) {
 		{protocol.MappedDirectory{ShareName: "data", MountPath: "/run/mounts/d"}, false, nil},
 		{protocol.MappedDirectory{Port: 564, ShareName: "0", MountPath: "/run/mounts/d"}, true, nil},
 		{protocol.MappedDirectory{Port: 564, MountPath: "/run/mounts/d"}, true, nil},
-		{protocol.MappedDirectory{Port: 564, ShareName: "0", MountPath: "/run/mounts/d"}, false, protocol.HrNotImpl},
-		{protocol.MappedDirectory{Port: 564, ShareName: "a,trans=virtio", MountPath: "/run/mounts/d"}, true, protocol.HrInvalidArg},
-		{protocol.MappedDirectory{Port: 564, ShareName: strings.Repeat("a", 256), MountPath: "/run/mounts/d"}, true, protocol.HrInvalidArg},
-		{protocol.MappedDirectory{ShareName: "", MountPath: "/run/mounts/d"}, false, protocol.HrInvalidArg},
-		{protocol.MappedDirectory{ShareName: "a,trans=fd", MountPath: "/run/mounts/d"}, false, protocol.HrInvalidArg},
+		{protocol.MappedDirectory{Port: 564, ShareName: "0", MountPath: "/run/mounts/d"}, false, errdefs.ErrNotImplemented},
+		{protocol.MappedDirectory{Port: 564, ShareName: "a,trans=virtio", MountPath: "/run/mounts/d"}, true, errdefs.ErrInvalidArgument},
+		{protocol.MappedDirectory{Port: 564, ShareName: strings.Repeat("a", 256), MountPath: "/run/mounts/d"}, true, errdefs.ErrInvalidArgument},
+		{protocol.MappedDirectory{ShareName: "", MountPath: "/run/mounts/d"}, false, errdefs.ErrInvalidArgument},
+		{protocol.MappedDirectory{ShareName: "a,trans=fd", MountPath: "/run/mounts/d"}, false, errdefs.ErrInvalidArgument},
 	} {
 		s := &Shares{}
 		if tc.dialer {

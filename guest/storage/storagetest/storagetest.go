@@ -69,28 +69,53 @@ func Dir(t testing.TB) string {
 // process's mount table, in mount order.
 func MountsUnder(t testing.TB, dir string) []string {
 	t.Helper()
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := ReadMountInfo("/proc/thread-self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	var out []string
+	for _, m := range ms {
+		if m.MountPoint == dir || strings.HasPrefix(m.MountPoint, dir+"/") {
+			out = append(out, m.MountPoint)
+		}
+	}
+	return out
+}
+
+// Mount is one line of a mountinfo file.
+type Mount struct {
+	// Root is the mount's root within its file system; MountPoint where
+	// it is mounted.
+	Root, MountPoint string
+	// Options are the per-mount options ("rw,nosuid,relatime").
+	Options string
+	// FSType, Source and SuperOptions describe the file system.
+	FSType, Source, SuperOptions string
+}
+
+// ReadMountInfo parses a mountinfo file, in mount order. Read the calling
+// thread's (/proc/thread-self/mountinfo): after a container starts, the
+// main thread (/proc/self) may be parked in the container's namespace.
+func ReadMountInfo(path string) ([]Mount, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []Mount
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
+		// id parent major:minor root mountpoint opts [optional...] - fstype source superopts
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		a, b := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(a) < 6 || len(b) < 3 {
+			return nil, fmt.Errorf("%s: line %q", path, sc.Text())
 		}
-		mp := unescape(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
+		out = append(out, Mount{Root: unescape(a[3]), MountPoint: unescape(a[4]), Options: a[5],
+			FSType: b[0], Source: unescape(b[1]), SuperOptions: b[2]})
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return out, sc.Err()
 }
 
 // unescape undoes mountinfo's octal escapes (\040 for a space).

@@ -90,3 +90,33 @@ func (p *poller) Wait(ctx context.Context) error {
 }
 
 func (p *poller) Close() error { p.t.Stop(); return nil }
+
+// ErrNotPresent marks a lookup whose device is not there yet: Find waits
+// and looks again.
+var ErrNotPresent = errors.New("not present")
+
+// Find returns what lookup finds, calling it again each time w wakes while
+// it fails with an error wrapping ErrNotPresent, for at most timeout. The
+// caller subscribes w before calling (so an announcement between the first
+// look and the wait is not lost) and closes it. Past the timeout the error
+// wraps context.DeadlineExceeded and names the last lookup's error; when
+// ctx ends first it wraps ctx's error.
+func Find(ctx context.Context, w Watcher, timeout time.Duration, lookup func() (string, error)) (string, error) {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		dev, err := lookup()
+		if err == nil || !errors.Is(err, ErrNotPresent) {
+			return dev, err
+		}
+		if werr := w.Wait(wctx); werr != nil {
+			switch {
+			case ctx.Err() != nil:
+				return "", ctx.Err()
+			case wctx.Err() != nil:
+				return "", fmt.Errorf("did not appear within %v (%v): %w", timeout, err, context.DeadlineExceeded)
+			}
+			return "", fmt.Errorf("wait for device: %w", werr)
+		}
+	}
+}

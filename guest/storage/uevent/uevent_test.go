@@ -2,6 +2,9 @@ package uevent
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,5 +49,50 @@ func TestPollerWakesAndStops(t *testing.T) {
 		if err := p.Wait(ctx); err == nil {
 			t.Fatal("a cancelled wait kept returning nil")
 		}
+	}
+}
+
+// wakes is a Watcher that wakes once per value sent on it.
+type wakes chan struct{}
+
+func (w wakes) Wait(ctx context.Context) error {
+	select {
+	case <-w:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w wakes) Close() error { return nil }
+
+func TestFind(t *testing.T) {
+	ctx := context.Background()
+	w := make(wakes, 2)
+	w <- struct{}{}
+	w <- struct{}{}
+	looks := 0
+	dev, err := Find(ctx, w, 10*time.Second, func() (string, error) {
+		if looks++; looks < 3 {
+			return "", fmt.Errorf("%w: not yet", ErrNotPresent)
+		}
+		return "/dev/x", nil
+	})
+	if dev != "/dev/x" || err != nil || looks != 3 {
+		t.Fatalf("%q %v after %d looks, want /dev/x after 3", dev, err, looks)
+	}
+
+	broken := errors.New("broken")
+	if _, err := Find(ctx, make(wakes), time.Second, func() (string, error) { return "", broken }); !errors.Is(err, broken) {
+		t.Fatalf("a lookup error: %v", err)
+	}
+	_, err = Find(ctx, make(wakes), 20*time.Millisecond, func() (string, error) { return "", ErrNotPresent })
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "not present") {
+		t.Fatalf("past the timeout: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := Find(cctx, make(wakes), time.Second, func() (string, error) { return "", ErrNotPresent }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
 	}
 }
