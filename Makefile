@@ -39,7 +39,7 @@ RACE_PKGS := ./protocol/... ./transport/... ./guest/bridge/... ./guest/runtime/.
 # and cmd/gcs are Linux programs.
 WINDOWS_PKGS := ./cmd/host-bridge ./host/... ./transport/... ./protocol/...
 
-.PHONY: run-hostmode all build boot deps boot-deps bench-deps containerd-deps apt-install test fuzz bench run install busybox-image clean FORCE
+.PHONY: run-hostmode all build boot deps boot-deps bench-deps containerd-deps cri-deps cri-tools critest apt-install test fuzz bench run install busybox-image clean FORCE
 
 all: build boot
 
@@ -92,13 +92,44 @@ bench-deps:
 	@$(MAKE) --no-print-directory apt-install PKGS="runc crun"
 
 # containerd 1.6 (Debian; its runc shim is the benchmarks' baseline) and
-# containerd v2.4.2 with its ctr, for test/containerd.
+# containerd v2.4.2 with its ctr and its own runc shim (2.4's shim
+# bootstrap is not 1.6's: test/cri runs each containerd with the runc shim
+# beside it), for test/containerd and test/cri.
 containerd-deps:
 	@$(MAKE) --no-print-directory apt-install PKGS="containerd runc"
-	@test -x $(CONTAINERD2_DIR)/containerd -a -x $(CONTAINERD2_DIR)/ctr || { \
+	@test -x $(CONTAINERD2_DIR)/containerd -a -x $(CONTAINERD2_DIR)/ctr -a -x $(CONTAINERD2_DIR)/containerd-shim-runc-v2 || { \
 		echo "building containerd $(CONTAINERD2_VERSION) into $(CONTAINERD2_DIR)"; \
 		GOBIN=$(CONTAINERD2_DIR) $(GO) install github.com/containerd/containerd/v2/cmd/containerd@$(CONTAINERD2_VERSION) \
-			github.com/containerd/containerd/v2/cmd/ctr@$(CONTAINERD2_VERSION); }
+			github.com/containerd/containerd/v2/cmd/ctr@$(CONTAINERD2_VERSION) \
+			github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$(CONTAINERD2_VERSION); }
+
+# test/cri: both containerds, the CNI plugins, Debian's docker-registry
+# (the offline registry critest pulls from), and crictl and critest
+# v$(CRI_TOOLS_VERSION) built from the Go module proxy into $(CRI_TOOLS_DIR)
+# (a few minutes, once; cached after).
+CRI_TOOLS_VERSION := v1.37.0
+CRI_TOOLS_DIR     := $(abspath $(OUT)/cache/cri-tools-$(CRI_TOOLS_VERSION))
+cri-deps: containerd-deps
+	@$(MAKE) --no-print-directory apt-install PKGS="containernetworking-plugins docker-registry iptables"
+
+cri-tools:
+	@test -x $(CRI_TOOLS_DIR)/crictl || { \
+		echo "building crictl $(CRI_TOOLS_VERSION) into $(CRI_TOOLS_DIR)"; \
+		GOBIN=$(CRI_TOOLS_DIR) $(GO) install sigs.k8s.io/cri-tools/cmd/crictl@$(CRI_TOOLS_VERSION); }
+	@test -x $(CRI_TOOLS_DIR)/critest || { \
+		echo "building critest $(CRI_TOOLS_VERSION) into $(CRI_TOOLS_DIR)"; \
+		set -e; mod=$$(mktemp -d); trap 'rm -rf $$mod' EXIT; cd $$mod; \
+		$(GO) mod init critest-build >/dev/null 2>&1; \
+		$(GO) mod edit -require=sigs.k8s.io/cri-tools@$(CRI_TOOLS_VERSION); \
+		printf '//go:build tools\n\npackage tools\n\nimport _ "sigs.k8s.io/cri-tools/cmd/critest"\n' >tools.go; \
+		GOFLAGS=-mod=mod $(GO) mod tidy >/dev/null; \
+		GOFLAGS=-mod=mod $(GO) test -c -o $(CRI_TOOLS_DIR)/critest sigs.k8s.io/cri-tools/cmd/critest; }
+
+# critest's chosen groups against the runc handler on containerd 1.6 and
+# 2.4.2 alone (test/cri's TestCritest, also part of make test: 1-3 minutes
+# each; test/cri/README.md lists the groups and every skip).
+critest: deps cri-deps cri-tools
+	$(GO) test -count=1 -v -timeout 60m -run '^TestCritest$$' ./test/cri/
 
 apt-install:
 	@missing=$$(for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -116,7 +147,7 @@ run: deps all
 run-hostmode: deps build
 	$(HOSTBR) exec --guest $(GCS) -- echo hello
 
-test: deps all containerd-deps
+test: deps all containerd-deps cri-deps cri-tools
 	$(GO) vet ./...
 	GOOS=windows $(GO) build $(WINDOWS_PKGS) && GOOS=windows $(GO) vet $(WINDOWS_PKGS)
 	GCS_BINARY=$(GCS) $(GO) test -count=1 -v -timeout 20m ./... 2>&1 | tee $(OUT)/test.log; exit $${PIPESTATUS[0]}

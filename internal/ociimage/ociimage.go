@@ -49,46 +49,39 @@ type descriptor struct {
 	Platform    map[string]string `json:"platform,omitempty"`
 }
 
+// Image is one image of an archive: its name, the "config" object of its
+// OCI image config (Env, Cmd, Entrypoint, User, ...) and its layers (gzip
+// tars, bottom first).
+type Image struct {
+	Name   string
+	Config map[string]any
+	Layers [][]byte
+}
+
+// DefaultConfig is busybox's: PATH set, `sh` as the command.
+func DefaultConfig() map[string]any {
+	return map[string]any{"Env": []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, "Cmd": []string{"sh"}}
+}
+
 // WriteArchive writes an OCI archive of an image named name whose layers
 // are the given gzip tars (bottom first), for linux/amd64.
 func WriteArchive(path, name string, layers [][]byte) error {
+	return WriteImages(path, []Image{{Name: name, Config: DefaultConfig(), Layers: layers}})
+}
+
+// WriteImages writes one OCI archive holding imgs, for linux/amd64; blobs
+// they share are stored once.
+func WriteImages(path string, imgs []Image) error {
 	a := &ociArchive{blobs: map[string][]byte{}}
-	var diffIDs []string
-	var lds []descriptor
-	for _, l := range layers {
-		zr, err := gzip.NewReader(bytes.NewReader(l))
+	var manifests []descriptor
+	for _, img := range imgs {
+		md, err := a.addImage(img)
 		if err != nil {
 			return err
 		}
-		var raw bytes.Buffer
-		if _, err := raw.ReadFrom(zr); err != nil {
-			return err
-		}
-		h := sha256.Sum256(raw.Bytes())
-		diffIDs = append(diffIDs, "sha256:"+hex.EncodeToString(h[:]))
-		d, n := a.add(l)
-		lds = append(lds, descriptor{MediaType: "application/vnd.oci.image.layer.v1.tar+gzip", Digest: d, Size: n})
+		manifests = append(manifests, md)
 	}
-	cfg, _ := json.Marshal(map[string]any{
-		"architecture": "amd64", "os": "linux",
-		"config": map[string]any{"Env": []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, "Cmd": []string{"sh"}},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
-	})
-	cd, cn := a.add(cfg)
-	man, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-		"config": descriptor{MediaType: "application/vnd.oci.image.config.v1+json", Digest: cd, Size: cn},
-		"layers": lds,
-	})
-	md, mn := a.add(man)
-	idx, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2,
-		"manifests": []descriptor{{
-			MediaType: "application/vnd.oci.image.manifest.v1+json", Digest: md, Size: mn,
-			Annotations: map[string]string{"io.containerd.image.name": name, "org.opencontainers.image.ref.name": "latest"},
-			Platform:    map[string]string{"architecture": "amd64", "os": "linux"},
-		}},
-	})
+	idx, _ := json.Marshal(map[string]any{"schemaVersion": 2, "manifests": manifests})
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -112,7 +105,50 @@ func WriteArchive(path, name string, layers [][]byte) error {
 			return err
 		}
 	}
-	return tw.Close()
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// addImage stores img's layers, config and manifest and returns the
+// index's descriptor of the manifest.
+func (a *ociArchive) addImage(img Image) (descriptor, error) {
+	var diffIDs []string
+	var lds []descriptor
+	for _, l := range img.Layers {
+		zr, err := gzip.NewReader(bytes.NewReader(l))
+		if err != nil {
+			return descriptor{}, err
+		}
+		var raw bytes.Buffer
+		if _, err := raw.ReadFrom(zr); err != nil {
+			return descriptor{}, err
+		}
+		h := sha256.Sum256(raw.Bytes())
+		diffIDs = append(diffIDs, "sha256:"+hex.EncodeToString(h[:]))
+		d, n := a.add(l)
+		lds = append(lds, descriptor{MediaType: "application/vnd.oci.image.layer.v1.tar+gzip", Digest: d, Size: n})
+	}
+	cfg, err := json.Marshal(map[string]any{
+		"architecture": "amd64", "os": "linux", "config": img.Config,
+		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
+	})
+	if err != nil {
+		return descriptor{}, err
+	}
+	cd, cn := a.add(cfg)
+	man, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+		"config": descriptor{MediaType: "application/vnd.oci.image.config.v1+json", Digest: cd, Size: cn},
+		"layers": lds,
+	})
+	md, mn := a.add(man)
+	return descriptor{
+		MediaType: "application/vnd.oci.image.manifest.v1+json", Digest: md, Size: mn,
+		Annotations: map[string]string{"io.containerd.image.name": img.Name, "org.opencontainers.image.ref.name": "latest"},
+		Platform:    map[string]string{"architecture": "amd64", "os": "linux"},
+	}, nil
 }
 
 // GzipTar makes a layer from entries.
