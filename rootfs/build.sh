@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # Builds the utility VM's boot files from Debian packages and our static
-# binaries:
+# binaries, around one of two kernels (KERNEL=uvm|debian, default uvm):
+#
+#   uvm      built by rootfs/kernel.sh from Debian's linux-source-6.1 and
+#            rootfs/kernel.config: what the agent uses built in, cached in
+#            CACHE/uvm-kernel/ by source version and config digest
+#   debian   the linux-image package linux-image-amd64 names, its modules
+#            loaded at boot or on first use
+#
 #
 #   OUT/initrd.img      gzip'd newc cpio: busybox, /init, /bin/gcs, the kernel
 #                       modules of rootfs/modules.txt with their dependencies,
@@ -12,8 +19,10 @@
 #
 # Usage:
 #   rootfs/build.sh --versions          print the inputs apt decides: the kernel
-#                                       package and version, busybox-static's version
-#   rootfs/build.sh OUT GCS INIT        build; the kernel .deb is cached in OUT/cache
+#                                       source or package and version (and the
+#                                       UVM kernel's config digest), busybox-static's
+#   rootfs/build.sh OUT GCS INIT        build; the kernel (.deb or UVM build) is
+#                                       cached in CACHE (default OUT/cache)
 #
 # Same inputs, same bytes: entries are sorted, owned by 0:0, stamped with
 # SOURCE_DATE_EPOCH (default 0), and compressed without names or times.
@@ -25,6 +34,8 @@ umask 022
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 epoch=${SOURCE_DATE_EPOCH:-0}
+kernel=${KERNEL:-uvm}
+case $kernel in uvm | debian) ;; *) echo "rootfs/build.sh: KERNEL=$kernel: want uvm or debian" >&2; exit 1 ;; esac
 
 die() { echo "rootfs/build.sh: $*" >&2; exit 1; }
 
@@ -42,9 +53,16 @@ candidate_version() {
 	apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" && $2 != "(none)" { print $2 }'
 }
 
-# versions prints "<kernel package> <version>" and "busybox-static <version>".
+# versions prints the kernel's inputs (the Debian package and version, or the
+# UVM kernel's source version and config digest), then "busybox-static
+# <version>" on the last line.
 versions() {
 	local pkg ver
+	if [[ $kernel == uvm ]]; then
+		"$here/kernel.sh" --versions
+		echo "busybox-static $(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || die "busybox-static is not installed")"
+		return
+	fi
 	pkg=$(kernel_package)
 	if [[ -z $pkg ]]; then
 		# apt's lists are missing or stale (a fresh image): fetch them once.
@@ -116,15 +134,12 @@ build() {
 	mkdir -p "$out/cache"
 	out=$(cd "$out" && pwd)
 
+	local cache=${CACHE:-$out/cache}
+	mkdir -p "$cache"
 	local vers pkg ver bbver
 	vers=$(versions)
-	{ read -r pkg ver && read -r _ bbver; } <<<"$vers"
-	local deb="$out/cache/${pkg}_${ver//:/%3a}_amd64.deb"
-	if [[ ! -f $deb ]]; then
-		echo "downloading $pkg $ver"
-		(cd "$out/cache" && apt-get download -qq -o APT::Sandbox::User=root "$pkg=$ver")
-		[[ -f $deb ]] || die "apt-get download left no $deb"
-	fi
+	pkg=$(head -n1 <<<"$vers")
+	bbver=$(tail -n1 <<<"$vers" | cut -d' ' -f2)
 	local busybox
 	busybox=$(dpkg-query -L busybox-static | grep -m1 '/busybox$')
 	[[ -x $busybox ]] || die "busybox-static ships no busybox binary"
@@ -135,13 +150,30 @@ build() {
 	# shellcheck disable=SC2064
 	trap "rm -rf '$work'" EXIT
 
-	# The kernel: unpacked, never installed.
-	local kdir=$work/kernel kver
-	dpkg-deb -x "$deb" "$kdir"
-	kver=$(ls "$kdir/lib/modules")
-	[[ $kver =~ ^[^[:space:]]+$ ]] || die "$deb: expected one modules directory, found: $kver"
-	extract_vmlinux "$kdir/boot/vmlinuz-$kver" "$work/vmlinux"
-	depmod -b "$kdir" "$kver"
+	# The kernel: kdir holds lib/modules/<kver> (modules, modules.builtin).
+	local kdir kver kinput
+	if [[ $kernel == uvm ]]; then
+		kdir=$("$here/kernel.sh" "$cache")
+		kver=$(cat "$kdir/release")
+		cp "$kdir/vmlinux" "$work/vmlinux"
+		kinput="$(sha "$kdir/vmlinux") vmlinux ($(tr '\n' ' ' <<<"$vers" | sed 's/ busybox-static.*//'))"
+	else
+		read -r pkg ver <<<"$pkg"
+		local deb="$cache/${pkg}_${ver//:/%3a}_amd64.deb"
+		if [[ ! -f $deb ]]; then
+			echo "downloading $pkg $ver"
+			(cd "$cache" && apt-get download -qq -o APT::Sandbox::User=root "$pkg=$ver")
+			[[ -f $deb ]] || die "apt-get download left no $deb"
+		fi
+		# Unpacked, never installed.
+		kdir=$work/kernel
+		dpkg-deb -x "$deb" "$kdir"
+		kver=$(ls "$kdir/lib/modules")
+		[[ $kver =~ ^[^[:space:]]+$ ]] || die "$deb: expected one modules directory, found: $kver"
+		extract_vmlinux "$kdir/boot/vmlinuz-$kver" "$work/vmlinux"
+		depmod -b "$kdir" "$kver"
+		kinput="$(sha "$deb") $(basename "$deb")"
+	fi
 
 	local tree=$work/tree
 	mkdir -p "$tree"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,mnt,root,etc,info,lib/modules/"$kver"}
@@ -156,7 +188,8 @@ build() {
 	mapfile -t mods < <(sed 's/#.*//' "$here/modules.txt" | awk 'NF { print $1 }')
 	local closure=() rel src dst kept list
 	list=$(module_closure "$kdir" "$kver" "${mods[@]}")
-	mapfile -t closure <<<"$list"
+	# Built-in modules have no .ko: the UVM kernel's closure is short.
+	[[ -z $list ]] || mapfile -t closure <<<"$list"
 	local mdir=$tree/lib/modules/$kver
 	# The boot lists, each a closure in dependency order: the init loads
 	# one of them (modules.txt says which when).
@@ -196,14 +229,15 @@ build() {
 
 	# /info: what this tree was made from.
 	echo "$kver" >"$tree/info/kernel-version"
-	printf '%s %s\nbusybox-static %s\n' "$pkg" "$ver" "$bbver" >"$tree/info/packages"
+	printf '%s\n' "$vers" >"$tree/info/packages"
 	{
-		echo "$(sha "$deb") $(basename "$deb")"
+		echo "$kinput"
 		echo "$(sha "$busybox") busybox"
 		echo "$(sha "$gcs") gcs"
 		echo "$(sha "$init") init"
 		echo "$(sha "$here/build.sh") build.sh"
 		echo "$(sha "$here/modules.txt") modules.txt"
+		echo "KERNEL=$kernel"
 		echo "SOURCE_DATE_EPOCH=$epoch"
 	} >"$tree/info/inputs"
 	sha "$tree/info/inputs" >"$tree/info/inputs.sha256"
@@ -216,8 +250,8 @@ build() {
 		--format=gnu -cf - . | gzip -9n >"$work/rootfs.tar.gz"
 
 	mv -f "$work/vmlinux" "$work/initrd.img" "$work/rootfs.tar.gz" "$out/"
-	printf 'kernel %s (%s %s), %d modules (a QEMU boot loads %d, a Hyper-V boot %d), busybox-static %s, inputs %s\n' \
-		"$kver" "$pkg" "$ver" "${#closure[@]}" "$(wc -l <"$tree/etc/modules-load")" \
+	printf 'kernel %s (%s), %d modules (a QEMU boot loads %d, a Hyper-V boot %d), busybox-static %s, inputs %s\n' \
+		"$kver" "$kernel: $pkg" "${#closure[@]}" "$(wc -l <"$tree/etc/modules-load")" \
 		"$(wc -l <"$tree/etc/modules-load.hyperv")" "$bbver" "$(cat "$tree/info/inputs.sha256")"
 	ls -l "$out/initrd.img" "$out/rootfs.tar.gz" "$out/vmlinux"
 }

@@ -89,3 +89,14 @@ func TestUnixDialNoListener(t *testing.T) {
 		t.Fatal("dial with no listener succeeded")
 	}
 }
+
+// A guest with no vsock device reads the any-CID, one whose only vsock
+// transport is the loopback reads CID 1 (VMADDR_CID_LOCAL): neither
+// reaches the host. A guest's CID (3 and up) and the host's (2) do.
+func TestUsableCID(t *testing.T) {
+	for cid, want := range map[uint32]bool{0xFFFFFFFF: false, 1: false, 2: true, 3: true, 1234: true} {
+		if got := usableCID(cid); got != want {
+			t.Errorf("usableCID(%d) = %v, want %v", cid, got, want)
+		}
+	}
+}

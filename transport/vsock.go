@@ -15,6 +15,11 @@ const HostCID uint32 = vsock.Host
 // machine has no vsock device at all.
 const anyCID uint32 = 0xFFFFFFFF
 
+// localCID is the local context id when only the loopback transport is
+// there (vsock_loopback, built into the UVM kernel): no peer beyond this
+// machine.
+const localCID uint32 = 1
+
 // Vsock carries ports over AF_VSOCK: the guest dials CID (normally HostCID),
 // the host listens on the port for any guest.
 type Vsock struct {
@@ -22,11 +27,16 @@ type Vsock struct {
 }
 
 // VsockAvailable reports whether this machine has a usable vsock device: a
-// missing one shows as the any-CID rather than as an error.
+// missing one shows as the any-CID (or, with the loopback transport, the
+// local CID) rather than as an error.
 func VsockAvailable() bool {
 	cid, err := vsock.ContextID()
-	return err == nil && cid != anyCID
+	return err == nil && usableCID(cid)
 }
+
+// usableCID says whether a local context id names a vsock device that
+// reaches another machine.
+func usableCID(cid uint32) bool { return cid != anyCID && cid != localCID }
 
 // Dial connects to port on v.CID. The vsock package has no context-aware
 // dial, so ctx is honoured only before the dial starts.

@@ -29,6 +29,7 @@ type vmFlags struct {
 	kernel, initrd string
 	memMiB, cpus   int
 	accel          string
+	machineType    string
 	console        bool
 	agentLog       string
 	quiet          bool
@@ -53,6 +54,10 @@ func addVMFlags(fs *flag.FlagSet) *vmFlags {
 	fs.IntVar(&v.memMiB, "memory", 512, "VM memory in MiB")
 	fs.IntVar(&v.cpus, "cpus", 1, "VM vCPUs")
 	fs.StringVar(&v.accel, "accel", "", "qemu: tcg or kvm (default: probe)")
+	// host-bridge's verbs hot-add SCSI disks only: microvm serves them and
+	// boots fastest; pc has the memory slots and PCI hot-plug that pmem and
+	// NICs need.
+	fs.StringVar(&v.machineType, "machine", machineMicroVM, "qemu: microvm (boots fastest; no pmem or NIC hot-plug) or pc")
 	fs.BoolVar(&v.console, "console", false, "copy the VM's console to stderr")
 	fs.StringVar(&v.agentLog, "agent-log-level", "", "the agent's -loglevel in the VM")
 	fs.BoolVar(&v.quiet, "q", false, "no progress on stderr")
@@ -100,7 +105,7 @@ func (v *vmFlags) machine() (m vm.VM, release func(), err error) {
 	if err := v.checkDriver(); err != nil {
 		return nil, nil, err
 	}
-	return newMachine(v.driver, v.config(), v.accel)
+	return newMachine(v.driver, v.config(), v.accel, v.machineType)
 }
 
 // boot starts m and waits for its agent. The returned function shuts it

@@ -19,10 +19,13 @@ func driverRuns(driver string) error {
 	return nil
 }
 
+// machineMicroVM is --machine's default, which HCS has no use for.
+const machineMicroVM = "microvm"
+
 // newMachine makes a VM with driver's New (driverRuns said it runs here).
 // With cfg.ConsoleLog the VM's ttyS0 goes to a named pipe this process
 // serves and copies to it.
-func newMachine(_ string, cfg vm.Config, accel string) (vm.VM, func(), error) {
+func newMachine(_ string, cfg vm.Config, accel, _ string) (vm.VM, func(), error) {
 	if accel != "" {
 		return nil, nil, fmt.Errorf("--accel %s: HCS always runs the VM on Hyper-V", accel)
 	}

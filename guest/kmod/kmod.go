@@ -3,6 +3,8 @@
 // modules (a file system, device-mapper targets, pmem, a NIC driver) the
 // first time a request needs them. It reads depmod's modules.dep and loads
 // each module's dependencies first with finit_module, as modprobe would.
+// A module the kernel has built in (modules.builtin) costs nothing: on the
+// UVM kernel (rootfs/kernel.config) nearly all of them are.
 package kmod
 
 import (
@@ -23,9 +25,10 @@ type Loader struct {
 	dir    string // /lib/modules/<release>
 	sysMod string // /sys/module
 
-	mu   sync.Mutex
-	deps map[string][]string // module name -> path, then its dependencies' paths
-	err  error
+	mu      sync.Mutex
+	deps    map[string][]string // module name -> path, then its dependencies' paths
+	err     error
+	builtin map[string]bool // modules.builtin, read once; nil until then
 }
 
 // New returns a loader for the running kernel's modules under root
@@ -68,8 +71,48 @@ func (l *Loader) Load(names ...string) error {
 }
 
 func (l *Loader) loaded(n string) bool {
+	if l.isBuiltin(n) {
+		return true
+	}
 	_, err := os.Stat(filepath.Join(l.sysMod, name(n)))
 	return err == nil
+}
+
+// isBuiltin reports whether the kernel has n built in. /sys/module does
+// not show every built-in module (only those with parameters or a
+// version), modules.builtin does.
+func (l *Loader) isBuiltin(n string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.builtin == nil {
+		l.builtin = readBuiltin(filepath.Join(l.dir, "modules.builtin"))
+	}
+	return l.builtin[name(n)]
+}
+
+// readBuiltin parses modules.builtin, one path a line
+// ("kernel/fs/ext4/ext4.ko"); a missing file is an empty set.
+func readBuiltin(path string) map[string]bool {
+	set := map[string]bool{}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return set
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			set[moduleName(line)] = true
+		}
+	}
+	return set
+}
+
+// moduleName is the normalised name of a module file path.
+func moduleName(path string) string {
+	base := filepath.Base(path)
+	for _, ext := range []string{".ko.xz", ".ko.zst", ".ko.gz", ".ko"} {
+		base = strings.TrimSuffix(base, ext)
+	}
+	return name(base)
 }
 
 // closure returns the module files to load for n, dependencies first.
@@ -110,11 +153,7 @@ func readDeps(path string) (map[string][]string, error) {
 		if !ok {
 			continue
 		}
-		base := filepath.Base(mod)
-		for _, ext := range []string{".ko.xz", ".ko.zst", ".ko.gz", ".ko"} {
-			base = strings.TrimSuffix(base, ext)
-		}
-		deps[name(base)] = append([]string{mod}, strings.Fields(rest)...)
+		deps[moduleName(mod)] = append([]string{mod}, strings.Fields(rest)...)
 	}
 	return deps, s.Err()
 }

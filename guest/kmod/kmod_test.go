@@ -31,3 +31,19 @@ func TestClosureOrder(t *testing.T) {
 		t.Fatalf("loaded module: %v", err)
 	}
 }
+
+// On a kernel that has the modules built in, Load needs neither
+// modules.dep nor /sys/module entries: modules.builtin says so.
+func TestBuiltinIsNoOp(t *testing.T) {
+	dir := t.TempDir()
+	builtin := "kernel/fs/erofs/erofs.ko\nkernel/drivers/md/dm-verity.ko\nkernel/net/9p/9pnet_virtio.ko\n"
+	os.WriteFile(filepath.Join(dir, "modules.builtin"), []byte(builtin), 0o644)
+	l := &Loader{dir: dir, sysMod: t.TempDir()}
+	if err := l.Load("erofs", "dm_verity", "dm-verity", "9pnet_virtio"); err != nil {
+		t.Fatalf("built-in modules: %v", err)
+	}
+	// A module neither built in nor in modules.dep is still an error.
+	if err := l.Load("virtio_pmem"); err == nil {
+		t.Fatal("a module the kernel lacks loaded without error")
+	}
+}

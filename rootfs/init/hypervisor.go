@@ -2,7 +2,8 @@ package main
 
 import (
 	"encoding/binary"
-	"slices"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -36,17 +37,29 @@ func hypervisorVendor(cpuid cpuidFunc) string {
 // drivers, else list, QEMU's virtio drivers. The two exclude each other:
 // each has its own vsock transport, and the kernel registers only the
 // first one loaded. A VM whose CPU claims Hyper-V but that has no VMBus
-// (KVM with Hyper-V enlightenments: hv_vmbus finds no device) gets list
-// after all.
-func loadBootModules(vendor, list, hyperVList string, load func(list string) moduleResults) moduleResults {
+// (KVM with Hyper-V enlightenments) gets list after all: vmbus says, after
+// hyperVList is loaded, whether a VMBus came up (hv_vmbus registers its
+// bus only when it finds one, loaded as a module or built in).
+//
+// On the UVM kernel everything but the virtio vsock transport is built in:
+// hyperVList is empty and list names that one module.
+func loadBootModules(vendor, list, hyperVList string, vmbus func() bool, load func(list string) moduleResults) moduleResults {
 	if vendor != hyperVVendor {
 		return load(list)
 	}
 	logf("modules: hypervisor %q: loading %s", vendor, hyperVList)
 	res := load(hyperVList)
-	if slices.Contains(res.skipped, "hv_vmbus") {
+	if !vmbus() {
 		logf("modules: no VMBus under %q; loading %s", vendor, list)
 		return load(list)
 	}
 	return res
+}
+
+// vmbusPresent reports whether the VMBus driver registered its bus.
+func vmbusPresent(sysBus string) func() bool {
+	return func() bool {
+		_, err := os.Stat(filepath.Join(sysBus, "vmbus"))
+		return err == nil
+	}
 }

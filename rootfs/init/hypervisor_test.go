@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,10 +65,14 @@ func TestLoadBootModules(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var loaded []string
-			loadBootModules(tc.vendor, "qemu", "hyperv", func(list string) moduleResults {
+			sysBus := t.TempDir()
+			loadBootModules(tc.vendor, "qemu", "hyperv", vmbusPresent(sysBus), func(list string) moduleResults {
 				loaded = append(loaded, list)
-				if list == "hyperv" && tc.noVMBus {
-					return moduleResults{skipped: []string{"hv_vmbus"}}
+				if list == "hyperv" && !tc.noVMBus {
+					// hv_vmbus, module or built in, found its bus.
+					if err := os.Mkdir(filepath.Join(sysBus, "vmbus"), 0o755); err != nil {
+						t.Fatal(err)
+					}
 				}
 				return moduleResults{loaded: 1}
 			})
@@ -131,9 +136,11 @@ func moduleNames(list string) []string {
 	return names
 }
 
-// TestInitrdModuleLists checks make all's two load lists: QEMU's loads no
-// Hyper-V module, Hyper-V's no virtio one, and each has its vsock
-// transport.
+// TestInitrdModuleLists checks make all's two load lists against the
+// kernel's built-in modules: QEMU's loads no Hyper-V module, Hyper-V's no
+// virtio one, every module the boot needs is in its list or built in, and
+// the virtio vsock transport is never built in (it would register before
+// hv_sock on Hyper-V and keep hvsocket from working).
 func TestInitrdModuleLists(t *testing.T) {
 	_, initrd := bootFiles(t)
 	lists := map[string][]string{}
@@ -145,6 +152,17 @@ func TestInitrdModuleLists(t *testing.T) {
 		lists[name] = moduleNames(s)
 		t.Logf("/%s: %d modules: %s", name, len(lists[name]), strings.Join(lists[name], " "))
 	}
+	kver, ok := initrdFile(t, initrd, "info/kernel-version")
+	if !ok {
+		t.Fatalf("%s has no /info/kernel-version", initrd)
+	}
+	kver = strings.TrimSpace(kver)
+	builtinList, ok := initrdFile(t, initrd, "lib/modules/"+kver+"/modules.builtin")
+	if !ok {
+		t.Fatalf("%s has no modules.builtin for %s", initrd, kver)
+	}
+	builtin := moduleNames(builtinList)
+	t.Logf("kernel %s: %d modules built in", kver, len(builtin))
 	qemu, hyperv := lists["etc/modules-load"], lists["etc/modules-load.hyperv"]
 	for _, m := range qemu {
 		if strings.HasPrefix(m, "hv_") || strings.Contains(m, "hyperv") {
@@ -156,21 +174,56 @@ func TestInitrdModuleLists(t *testing.T) {
 			t.Errorf("Hyper-V's list loads %s", m)
 		}
 	}
+	has := func(list []string, m string) bool { return slices.Contains(list, m) || slices.Contains(builtin, m) }
 	for _, want := range []string{"vmw_vsock_virtio_transport", "virtio_scsi", "ext4", "overlay"} {
-		if !slices.Contains(qemu, want) {
-			t.Errorf("QEMU's list lacks %s", want)
+		if !has(qemu, want) {
+			t.Errorf("QEMU's list lacks %s, and the kernel has not built it in", want)
 		}
 	}
 	for _, want := range []string{"hv_vmbus", "hv_sock", "hv_storvsc", "hv_utils", "sd_mod", "ext4", "overlay"} {
-		if !slices.Contains(hyperv, want) {
-			t.Errorf("Hyper-V's list lacks %s", want)
+		if !has(hyperv, want) {
+			t.Errorf("Hyper-V's list lacks %s, and the kernel has not built it in", want)
 		}
 	}
-	if i, j := slices.Index(hyperv, "vsock"), slices.Index(hyperv, "hv_sock"); i < 0 || j < i {
+	if slices.Contains(builtin, "vmw_vsock_virtio_transport") {
+		t.Errorf("the kernel has the virtio vsock transport built in: hv_sock cannot register on Hyper-V")
+	}
+	if i, j := slices.Index(hyperv, "vsock"), slices.Index(hyperv, "hv_sock"); j >= 0 && !slices.Contains(builtin, "vsock") && (i < 0 || j < i) {
 		t.Errorf("Hyper-V's list: vsock at %d, hv_sock at %d: want the core first", i, j)
 	}
-	if len(hyperv) > 0 && hyperv[0] != "crc32c_generic" {
+	if slices.Contains(hyperv, "crc32c_generic") && hyperv[0] != "crc32c_generic" {
 		t.Errorf("Hyper-V's list starts with %s, want crc32c_generic", hyperv[0])
+	}
+	if slices.Contains(builtin, "ext4") {
+		checkUVMKernel(t, builtin, qemu, hyperv)
+	}
+}
+
+// checkUVMKernel checks a kernel built from rootfs/kernel.config: every
+// module of modules.txt built in but the virtio vsock transport, which is
+// all QEMU's list loads; Hyper-V's list is empty.
+func checkUVMKernel(t *testing.T, builtin, qemu, hyperv []string) {
+	b, err := os.ReadFile("../modules.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"9pnet_fd"} // 9p over a dialed port
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(strings.SplitN(line, "#", 2)[0]); len(f) > 0 {
+			want = append(want, strings.ReplaceAll(f[0], "-", "_"))
+		}
+	}
+	normalized := make([]string, len(builtin))
+	for i, m := range builtin {
+		normalized[i] = strings.ReplaceAll(m, "-", "_")
+	}
+	for _, m := range want {
+		if m != "vmw_vsock_virtio_transport" && !slices.Contains(normalized, m) {
+			t.Errorf("the UVM kernel has not built in %s", m)
+		}
+	}
+	if !slices.Equal(qemu, []string{"vmw_vsock_virtio_transport"}) || len(hyperv) != 0 {
+		t.Errorf("the UVM kernel's lists: QEMU %v, Hyper-V %v; want [vmw_vsock_virtio_transport] and []", qemu, hyperv)
 	}
 }
 

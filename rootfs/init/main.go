@@ -73,7 +73,7 @@ func boot() error {
 	logf("kernel %s, rootfs %s, started at %d ms", kernelRelease(), readTrimmed(infoHash), sinceBoot().Milliseconds())
 	mountRest(cfg.cgroupV1)
 	modDir := modulesRoot + "/" + kernelRelease()
-	loadBootModules(hypervisorVendor(cpuid), modulesList, hyperVList, func(list string) moduleResults {
+	loadBootModules(hypervisorVendor(cpuid), modulesList, hyperVList, vmbusPresent("/sys/bus"), func(list string) moduleResults {
 		return loadModules(list, modDir)
 	})
 	if err := loopbackUp(); err != nil {

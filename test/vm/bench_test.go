@@ -1,13 +1,21 @@
 package vm
 
 import (
+	"bufio"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/uvmgcs/gcs/host"
+	"github.com/uvmgcs/gcs/host/uvm"
+	"github.com/uvmgcs/gcs/host/vm/qemu"
+	"github.com/uvmgcs/gcs/protocol"
 )
 
 // Console markers: the init's start and ready times (ms since the kernel
@@ -16,15 +24,61 @@ var (
 	initStarted = regexp.MustCompile(`uvmgcs-init: kernel .* started at (\d+) ms`)
 	initReady   = regexp.MustCompile(`uvmgcs-init: ready (\d+)`)
 	agentReady  = regexp.MustCompile(`since-start(?:\x1b\[0m)?="?([0-9.]+(?:ns|µs|us|ms|s))`)
+	kernelVar   = regexp.MustCompile(`(?m)\bKERNEL=(\w+)`)
 )
+
+// bootSet is one set of boot files the benchmarks measure.
+type bootSet struct{ name, dir string }
+
+// bootSets are make all's files (out/, named by the KERNEL they were built
+// with) and, when `make bench` built them, the Debian kernel's in
+// out/debian: each benchmark reports both from the same run, the second as
+// the baseline.
+func bootSets() []bootSet {
+	sets := []bootSet{{kernelName(outDir()), outDir()}}
+	base := os.Getenv("UVMGCS_BASELINE_OUT")
+	if base == "" {
+		base = filepath.Join(outDir(), "debian")
+	}
+	if k, i := bootFilesIn(base); fileExists(k) && fileExists(i) {
+		sets = append(sets, bootSet{kernelName(base), base})
+	}
+	return sets
+}
+
+// kernelName is the KERNEL that built dir's files (make's boot-inputs).
+func kernelName(dir string) string {
+	b, _ := os.ReadFile(filepath.Join(dir, "boot-inputs"))
+	if m := kernelVar.FindSubmatch(b); m != nil {
+		return string(m[1])
+	}
+	return filepath.Base(dir)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// machines are the QEMU machine types the boot and memory benchmarks try.
+var machines = []string{qemu.MachinePC, qemu.MachineMicroVM}
 
 // BenchmarkVMBoot boots a VM per iteration and splits QEMU launch → agent
 // negotiated into kernel boot, init, and agent start (TCG here: context,
-// not a target). It also reports the initrd's size.
+// not a target), for each kernel on each machine type. It also reports
+// the initrd's size.
 func BenchmarkVMBoot(b *testing.B) {
+	for _, s := range bootSets() {
+		for _, mt := range machines {
+			b.Run("kernel="+s.name+"/machine="+mt, func(b *testing.B) { benchBoot(b, s.dir, mt) })
+		}
+	}
+}
+
+func benchBoot(b *testing.B, dir, machineType string) {
 	var kernel, init, agent, total time.Duration
 	for range b.N {
-		m := boot(b, "")
+		m := bootOn(b, dir, machineType, "")
 		total += m.u.Negotiated
 		m.close() // the console is complete once the VM is off
 		con := m.console.String()
@@ -47,10 +101,72 @@ func BenchmarkVMBoot(b *testing.B) {
 	b.ReportMetric(float64((init / n).Milliseconds()), "init-ms")
 	b.ReportMetric(float64((agent/n).Microseconds())/1000, "agent-ms")
 	b.ReportMetric(float64((total / n).Milliseconds()), "launch-to-negotiated-ms")
-	_, initrd := bootFiles()
+	_, initrd := bootFilesIn(dir)
 	if st, err := os.Stat(initrd); err == nil {
 		b.ReportMetric(float64(st.Size())/(1<<20), "initrd-MiB")
 	}
+}
+
+// settle is how long a VM sits idle before its memory is read: the guest
+// reports freed pages to the host about two seconds after freeing them.
+const settle = 5 * time.Second
+
+// BenchmarkVMMemory reads QEMU's resident memory on the host: a booted,
+// idle VM, then the same VM running a container (`sleep` on an ext4 layer
+// and a scratch disk), each after settling. Each iteration boots a VM.
+func BenchmarkVMMemory(b *testing.B) {
+	for _, s := range bootSets() {
+		for _, mt := range machines {
+			b.Run("kernel="+s.name+"/machine="+mt, func(b *testing.B) { benchMemory(b, s.dir, mt) })
+		}
+	}
+}
+
+func benchMemory(b *testing.B, dir, machineType string) {
+	layerImg, scratchImg := images(b)
+	var idle, busy float64
+	for it := range b.N {
+		m := bootOn(b, dir, machineType, "")
+		time.Sleep(settle)
+		idle += rssMiB(b, m.m.Pid())
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		c, err := m.u.CreateContainer(ctx, "mem"+strconv.Itoa(it), host.DefaultSpec("", []string{"sleep", "1000"}, false),
+			uvm.ContainerConfig{RootFS: uvm.RootFS{Layers: []string{layerImg}, Scratch: scratchImg}})
+		if err != nil {
+			b.Fatalf("create: %v\nconsole:\n%s", err, m.console)
+		}
+		if _, err := c.CreateProcess(ctx, &protocol.ProcessParameters{}); err != nil {
+			b.Fatalf("start: %v\nconsole:\n%s", err, m.console)
+		}
+		time.Sleep(settle)
+		busy += rssMiB(b, m.m.Pid())
+		cancel()
+		m.close() // the VM goes, and the container with it
+	}
+	b.ReportMetric(idle/float64(b.N), "idle-rss-MiB")
+	b.ReportMetric(busy/float64(b.N), "container-rss-MiB")
+}
+
+// rssMiB is a process's resident set (VmRSS) in MiB.
+func rssMiB(tb testing.TB, pid int) float64 {
+	tb.Helper()
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return float64(kb) / 1024
+		}
+	}
+	tb.Fatalf("pid %d: no VmRSS", pid)
+	return 0
 }
 
 // BenchmarkHostBridgeRunTrue times `host-bridge run -- true` end to end:
@@ -59,16 +175,21 @@ func BenchmarkHostBridgeRunTrue(b *testing.B) {
 	if why := missing(); why != "" {
 		b.Skip("SKIP (loud): " + why)
 	}
-	k, _ := bootFiles()
-	hb := filepath.Join(filepath.Dir(k), "host-bridge")
+	hb := filepath.Join(outDir(), "host-bridge")
 	if _, err := os.Stat(hb); err != nil {
 		b.Skip("SKIP (loud): " + hb + " is missing: run `make build`")
 	}
-	b.ResetTimer()
-	for range b.N {
-		out, err := exec.Command(hb, "run", "-q", "--", "true").CombinedOutput()
-		if err != nil {
-			b.Fatalf("host-bridge run: %v\n%s", err, out)
+	for _, s := range bootSets() {
+		k, i := bootFilesIn(s.dir)
+		for _, mt := range machines {
+			b.Run("kernel="+s.name+"/machine="+mt, func(b *testing.B) {
+				for range b.N {
+					out, err := exec.Command(hb, "run", "-q", "--kernel", k, "--initrd", i, "--machine", mt, "--", "true").CombinedOutput()
+					if err != nil {
+						b.Fatalf("host-bridge run: %v\n%s", err, out)
+					}
+				}
+			})
 		}
 	}
 }

@@ -17,7 +17,7 @@ import (
 )
 
 // images builds the busybox layer and a scratch disk on the host.
-func images(t *testing.T) (layerImg, scratchImg string) {
+func images(t testing.TB) (layerImg, scratchImg string) {
 	t.Helper()
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("SKIP (loud): /bin/busybox (busybox-static) is missing")

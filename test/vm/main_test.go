@@ -21,14 +21,23 @@ import (
 	"github.com/uvmgcs/gcs/host/vm/qemu"
 )
 
-// bootFiles are make all's outputs, found from this package's directory.
-func bootFiles() (kernel, initrd string) {
-	_, file, _, _ := runtime.Caller(0)
-	out := filepath.Join(filepath.Dir(file), "..", "..", "out")
+// outDir is make all's output directory, found from this package's
+// directory (or $UVMGCS_OUT).
+func outDir() string {
 	if d := os.Getenv("UVMGCS_OUT"); d != "" {
-		out = d
+		return d
 	}
-	return filepath.Join(out, "vmlinux"), filepath.Join(out, "initrd.img")
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "out")
+}
+
+// bootFiles are make all's outputs.
+func bootFiles() (kernel, initrd string) { return bootFilesIn(outDir()) }
+
+// bootFilesIn are the boot files in dir (out/, or out/debian for the
+// benchmarks' baseline).
+func bootFilesIn(dir string) (kernel, initrd string) {
+	return filepath.Join(dir, "vmlinux"), filepath.Join(dir, "initrd.img")
 }
 
 // missing says why VM tests cannot run here, or "".
@@ -92,12 +101,25 @@ func (m *machine) gc() *host.GuestConnection { return m.u.GuestConnection() }
 // boot starts a fresh VM.
 func boot(tb testing.TB, extraArgs string) *machine {
 	tb.Helper()
+	return bootFrom(tb, outDir(), extraArgs)
+}
+
+// bootFrom starts a fresh VM from the boot files in dir.
+func bootFrom(tb testing.TB, dir, extraArgs string) *machine {
+	tb.Helper()
+	return bootOn(tb, dir, qemu.MachineDefault, extraArgs)
+}
+
+// bootOn starts a fresh VM from the boot files in dir on a QEMU machine
+// type (vm.Machine*).
+func bootOn(tb testing.TB, dir, machineType, extraArgs string) *machine {
+	tb.Helper()
 	if why := missing(); why != "" {
 		tb.Skip("SKIP (loud): " + why)
 	}
-	k, i := bootFiles()
+	k, i := bootFilesIn(dir)
 	con := &console{}
-	q := qemu.New(vm.Config{Kernel: k, Initrd: i, KernelArgs: extraArgs, ConsoleLog: con}, qemu.Options{})
+	q := qemu.New(vm.Config{Kernel: k, Initrd: i, KernelArgs: extraArgs, ConsoleLog: con}, qemu.Options{Machine: machineType})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	u, err := uvm.Start(ctx, q, uvm.Options{})

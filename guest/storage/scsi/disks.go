@@ -74,6 +74,11 @@ func (s *Disks) Add(ctx context.Context, d *protocol.MappedVirtualDisk) error {
 		if err != nil {
 			return nil, err
 		}
+		// Whatever opens it next (mount, dm-verity's size probe) needs the
+		// disk live, which a just-found one may not be yet.
+		if err := waitLive(dev); err != nil {
+			return nil, err
+		}
 		use := func(ctx context.Context, dev string) (mounts.Undo, error) {
 			if d.BlockDev {
 				return LinkDevice(ctx, dev, d.MountPath)

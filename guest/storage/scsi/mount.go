@@ -57,6 +57,16 @@ func openSettled(dev string) (*os.File, error) {
 	}
 }
 
+// waitLive returns once dev opens: a disk found in sysfs and /dev a moment
+// before it is live is waited for (openSettled).
+func waitLive(dev string) error {
+	f, err := openSettled(dev)
+	if err != nil {
+		return err // a *PathError naming dev
+	}
+	return f.Close()
+}
+
 // settleTimeout bounds the wait for a new disk to go live.
 const settleTimeout = 2 * time.Second
 

@@ -26,18 +26,38 @@ func TestArgs(t *testing.T) {
 			name: "defaults",
 			l:    launch{cfg: base, accel: AccelTCG, paths: p},
 			want: [][]string{
-				{"-accel", "tcg"}, {"-M", "pc"}, {"-m", "512,slots=4,maxmem=4096M"}, {"-smp", "1"},
+				{"-accel", "tcg,tb-size=64"}, {"-M", "pc"}, {"-m", "512,slots=4,maxmem=4096M"}, {"-smp", "1"},
 				{"-nographic", "-no-reboot", "-nodefaults", "-net", "none"},
 				{"-kernel", "/k", "-initrd", "/i"},
 				{"-serial", "chardev:console0"},
 				{"-qmp", "unix:/s/qmp.sock,server=on,wait=off"},
 				{"-device", "virtio-scsi-pci,id=scsi0"},
-				{"-device", "virtio-serial"},
+				{"-device", "virtio-balloon-pci,free-page-reporting=on"},
+				{"-device", "virtio-serial-pci"},
 				{"-chardev", "socket,path=/s/gcs.sock,server=on,wait=off,id=gcs0"},
 				{"-device", "virtserialport,chardev=gcs0,name=gcs"},
 			},
-			wantNot:   []string{"-cpu", "vhost-vsock-pci"},
+			wantNot:   []string{"-cpu", "vhost-vsock-pci", "microvm"},
 			appendArg: baseKernelArgs,
+		},
+		{
+			name: "microvm, tcg, vsock, a share",
+			l: launch{
+				cfg:   vm.Config{Kernel: "/k", Initrd: "/i", MemoryMiB: 256, CPUs: 1},
+				opts:  Options{Machine: MachineMicroVM, Shares: []Share{{Tag: "t", Path: "/d"}}},
+				accel: AccelTCG, vsockCID: 9, tscKHz: 2200000, paths: p,
+			},
+			want: [][]string{
+				{"-accel", "tcg,tb-size=64"}, {"-M", "microvm,x-option-roms=off", "-m", "256"},
+				{"-device", "virtio-scsi-device,id=scsi0"},
+				{"-device", "virtio-rng-device,rng=rng0"},
+				{"-device", "virtio-balloon-device,free-page-reporting=on"},
+				{"-device", "virtio-serial-device"},
+				{"-device", "vhost-vsock-device,guest-cid=9"},
+				{"-device", "virtio-9p-device,fsdev=fs0,mount_tag=t"},
+			},
+			wantNot:   []string{"-pci", "slots="},
+			appendArg: baseKernelArgs + " tsc_early_khz=2200000",
 		},
 		{
 			name: "kvm, vsock, big, extra args",
@@ -73,6 +93,20 @@ func TestArgs(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestHostTSCKHz(t *testing.T) {
+	for in, want := range map[string]int{
+		"processor\t: 0\ncpu MHz\t\t: 2199.998\ncache size\t: 1 KB\n": 2199998,
+		"processor\t: 0\n":       0,
+		"cpu MHz\t\t: unknown\n": 0,
+	} {
+		if got := hostTSCKHz(in); got != want {
+			t.Errorf("hostTSCKHz(%q) = %d, want %d", in, got, want)
+		}
+	}
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	t.Logf("this host: %d kHz", hostTSCKHz(string(b)))
 }
 
 func containsRun(args, run []string) bool {

@@ -171,6 +171,9 @@ const pmemAlign = 2 << 20
 // supports it) and a virtio-pmem-pci device on it. Devices are numbered in
 // the order added; QEMU cannot hot-remove them.
 func (v *VM) AddPMem(ctx context.Context, path string) (uint32, error) {
+	if v.opts.Machine == MachineMicroVM {
+		return 0, fmt.Errorf("add pmem %s: the microvm machine has no memory slots: %w", path, errors.ErrUnsupported)
+	}
 	qc, err := v.running()
 	if err != nil {
 		return 0, fmt.Errorf("add pmem %s: %w", path, err)

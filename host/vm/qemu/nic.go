@@ -4,6 +4,7 @@ package qemu
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -31,6 +32,9 @@ const forwardHelper = "/bin/busybox"
 // (guest address:port → host address:port). It returns the NIC's MAC,
 // which the guest's network configuration finds it by.
 func (v *VM) AddNIC(ctx context.Context, n NIC) (string, error) {
+	if v.opts.Machine == MachineMicroVM {
+		return "", fmt.Errorf("add nic: the microvm machine cannot hot-plug a NIC: %w", errors.ErrUnsupported)
+	}
 	qc, err := v.running()
 	if err != nil {
 		return "", fmt.Errorf("add nic: %w", err)

@@ -156,7 +156,12 @@ func (v *VM) Start(ctx context.Context) (err error) {
 		consoleFile.Close()
 		return fmt.Errorf("start vm: console pipe: %w", err)
 	}
-	args := launch{cfg: cfg, opts: v.opts, accel: accel, vsockCID: cid, paths: p}.args()
+	l := launch{cfg: cfg, opts: v.opts, accel: accel, vsockCID: cid, paths: p}
+	if v.opts.Machine == MachineMicroVM {
+		cpuinfo, _ := os.ReadFile(v.host.cpuinfo)
+		l.tscKHz = hostTSCKHz(string(cpuinfo))
+	}
+	args := l.args()
 	logger.WithField("args", args).Debug("qemu command line")
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = consoleW

@@ -5,6 +5,7 @@ package qemu
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -48,6 +49,9 @@ func (v *VM) AddTapNIC(ctx context.Context, n TapNIC) error {
 	}
 	if n.Tap == nil || n.MTU < 0 || n.MTU > maxMTU {
 		return fmt.Errorf("add tap nic %s: a tap file and an MTU of 0-%d are required", mac, maxMTU)
+	}
+	if v.opts.Machine == MachineMicroVM {
+		return fmt.Errorf("add tap nic %s: the microvm machine cannot hot-plug a NIC: %w", mac, errors.ErrUnsupported)
 	}
 	qc, err := v.running()
 	if err != nil {
