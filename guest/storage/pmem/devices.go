@@ -6,6 +6,7 @@ import (
 
 	"github.com/uvmgcs/gcs/guest/storage/dm"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
+	"github.com/uvmgcs/gcs/guest/storage/uevent"
 	"github.com/uvmgcs/gcs/guest/storage/scsi"
 	"github.com/uvmgcs/gcs/protocol"
 )
@@ -86,6 +87,10 @@ func (p *Devices) Add(ctx context.Context, d *protocol.VPMemDevice) error {
 	return p.table.Add(ctx, d.MountPath, key(d), func(ctx context.Context) (mounts.Undo, error) {
 		dev, err := p.loc.Find(ctx, d.DeviceNumber)
 		if err != nil {
+			return nil, err
+		}
+		// A just-found pmem device may not be live yet.
+		if err := uevent.WaitLive(dev); err != nil {
 			return nil, err
 		}
 		return p.mount(ctx, d, dev)

@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/guest/storage/dm"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
+	"github.com/uvmgcs/gcs/guest/storage/uevent"
 	"github.com/uvmgcs/gcs/protocol"
 )
 
@@ -76,7 +77,7 @@ func (s *Disks) Add(ctx context.Context, d *protocol.MappedVirtualDisk) error {
 		}
 		// Whatever opens it next (mount, dm-verity's size probe) needs the
 		// disk live, which a just-found one may not be yet.
-		if err := waitLive(dev); err != nil {
+		if err := uevent.WaitLive(dev); err != nil {
 			return nil, err
 		}
 		use := func(ctx context.Context, dev string) (mounts.Undo, error) {

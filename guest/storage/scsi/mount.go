@@ -9,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/containerd/errdefs"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
+	"github.com/uvmgcs/gcs/guest/storage/uevent"
 )
 
 // Filesystems the guest mounts disks as.
@@ -30,7 +30,7 @@ const superblockSpan = 2048
 // DetectFilesystem names the filesystem on dev by its superblock magic
 // (ext2/3/4 as "ext4", which mounts all three), or "" when it knows none.
 func DetectFilesystem(dev string) (string, error) {
-	f, err := openSettled(dev)
+	f, err := uevent.OpenSettled(dev)
 	if err != nil {
 		return "", fmt.Errorf("read superblock: %w", err)
 	}
@@ -43,32 +43,6 @@ func DetectFilesystem(dev string) (string, error) {
 	return detect(b[:n]), nil
 }
 
-// openSettled opens a block device that may have just appeared: its node
-// can exist a moment before the disk is live (ENXIO), so that error is
-// retried briefly; any other is returned at once.
-func openSettled(dev string) (*os.File, error) {
-	deadline := time.Now().Add(settleTimeout)
-	for {
-		f, err := os.Open(dev)
-		if err == nil || !errors.Is(err, unix.ENXIO) || time.Now().After(deadline) {
-			return f, err
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// waitLive returns once dev opens: a disk found in sysfs and /dev a moment
-// before it is live is waited for (openSettled).
-func waitLive(dev string) error {
-	f, err := openSettled(dev)
-	if err != nil {
-		return err // a *PathError naming dev
-	}
-	return f.Close()
-}
-
-// settleTimeout bounds the wait for a new disk to go live.
-const settleTimeout = 2 * time.Second
 
 func detect(b []byte) string {
 	switch {
