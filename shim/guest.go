@@ -5,11 +5,11 @@ package shim
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
-	"github.com/containerd/errdefs"
+	"github.com/containerd/cgroups/v3/cgroup1/stats"
+	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/uvmgcs/gcs/host"
@@ -29,37 +29,28 @@ type vmConfig struct {
 	Console        io.Writer // the VM's console, line by line; may be nil
 }
 
-// disk is a hot-plugged SCSI disk.
-type disk struct{ Controller, LUN uint8 }
-
 // sandbox is the utility VM and its agent, as the shim uses them.
 type sandbox interface {
 	// Pid is the VM's process on this host (QEMU).
 	Pid() int
 	// Done is closed when the VM has stopped or its agent is gone.
 	Done() <-chan struct{}
-	// AttachDisk hot-plugs the file at path; DetachDisk has the guest let
-	// go of it and unplugs it.
-	AttachDisk(ctx context.Context, path string, readOnly bool) (disk, error)
-	DetachDisk(ctx context.Context, d disk) error
-	// MountDisk mounts d at guestPath (formatting a blank disk when
-	// format); UnmountDisk undoes it. GuestLayerPath and GuestScratchPath
-	// name where a disk is mounted.
-	MountDisk(ctx context.Context, d disk, guestPath string, readOnly, format bool) error
-	UnmountDisk(ctx context.Context, d disk, guestPath string, readOnly bool) error
-	GuestLayerPath(d disk) string
-	GuestScratchPath(d disk) string
-	// CombineLayers mounts an overlay of layers (top first) over scratch
-	// at root; UncombineLayers unmounts it.
-	CombineLayers(ctx context.Context, layers []string, scratch, root string) error
-	UncombineLayers(ctx context.Context, layers []string, scratch, root string) error
-	// ShareDirectory serves the host directory dir to the guest over 9p
-	// and mounts it at guestPath; release unmounts it and stops serving.
-	ShareDirectory(ctx context.Context, dir, guestPath string, readOnly bool) (release func(context.Context) error, err error)
-	// CreateContainer creates a container whose root is in place.
-	CreateContainer(ctx context.Context, id string, spec *specs.Spec) (guestContainer, error)
+	// CreateContainer adds root's disks (or its share) and the binds'
+	// shares to the VM, points spec's bind mounts at them and creates
+	// the container; its Delete releases them. On error nothing is left.
+	CreateContainer(ctx context.Context, id string, spec *specs.Spec, root hostRoot, binds []hostBind) (guestContainer, error)
 	// Close powers the VM off and reaps it.
 	Close(ctx context.Context) error
+}
+
+// hostRoot is a container's root filesystem as host files: layer disks
+// (top first) over a scratch disk, or a directory shared as the root.
+type hostRoot struct {
+	layers        []string
+	scratch       string
+	removeScratch bool // made for this container: deleted once released
+	shareDir      string
+	shareRO       bool
 }
 
 // guestContainer is a container in the utility VM.
@@ -69,7 +60,7 @@ type guestContainer interface {
 	Pause(ctx context.Context) error
 	Resume(ctx context.Context) error
 	Update(ctx context.Context, r *specs.LinuxResources) error
-	Stats(ctx context.Context) (*protocol.Metrics, error)
+	Stats(ctx context.Context) (*stats.Metrics, error)
 	Pids(ctx context.Context) ([]uint32, error)
 	// Exited is closed when the container's exit notification arrived.
 	Exited() <-chan struct{}
@@ -146,68 +137,44 @@ type qemuSandbox struct {
 func (s *qemuSandbox) Pid() int              { return s.m.Pid() }
 func (s *qemuSandbox) Done() <-chan struct{} { return s.dead }
 
-func (s *qemuSandbox) AttachDisk(ctx context.Context, path string, readOnly bool) (disk, error) {
-	d, err := s.m.AddSCSIDisk(ctx, path, readOnly)
-	if err != nil {
-		return disk{}, fmt.Errorf("attach %s: %w", path, err)
+func (s *qemuSandbox) CreateContainer(ctx context.Context, id string, spec *specs.Spec, root hostRoot, binds []hostBind) (_ guestContainer, retErr error) {
+	var hold []*uvm.Resource
+	defer func() {
+		if retErr != nil && hold != nil {
+			for i := len(hold) - 1; i >= 0; i-- {
+				if err := hold[i].Release(context.WithoutCancel(ctx)); err != nil {
+					log.G(ctx).WithError(err).Warn("release a share of a container that failed to create")
+				}
+			}
+		}
+	}()
+	if root.shareDir != "" {
+		r, err := s.u.AddShareAt(ctx, root.shareDir, guestRootPath(id), root.shareRO)
+		if err != nil {
+			return nil, fmt.Errorf("root filesystem: %w", err)
+		}
+		hold = append(hold, r)
 	}
-	return disk{Controller: d.Controller, LUN: d.LUN}, nil
-}
-
-func (s *qemuSandbox) DetachDisk(ctx context.Context, d disk) error {
-	gerr := s.gc.RemoveSCSIDevice(ctx, d.Controller, d.LUN)
-	herr := s.m.RemoveSCSIDisk(ctx, vm.Disk{Controller: d.Controller, LUN: d.LUN})
-	return toErrdefs(errors.Join(gerr, herr))
-}
-
-func (s *qemuSandbox) mvd(d disk, guestPath string, readOnly, format bool) protocol.MappedVirtualDisk {
-	return protocol.MappedVirtualDisk{Controller: d.Controller, Lun: d.LUN, MountPath: guestPath, ReadOnly: readOnly, EnsureFilesystem: format}
-}
-
-func (s *qemuSandbox) MountDisk(ctx context.Context, d disk, guestPath string, readOnly, format bool) error {
-	return toErrdefs(s.gc.AddSCSIDisk(ctx, s.mvd(d, guestPath, readOnly, format)))
-}
-
-func (s *qemuSandbox) UnmountDisk(ctx context.Context, d disk, guestPath string, readOnly bool) error {
-	return toErrdefs(s.gc.RemoveSCSIDisk(ctx, s.mvd(d, guestPath, readOnly, false)))
-}
-
-func (s *qemuSandbox) GuestLayerPath(d disk) string {
-	return host.LayerPath(protocol.MappedVirtualDisk{Controller: d.Controller, Lun: d.LUN})
-}
-
-func (s *qemuSandbox) GuestScratchPath(d disk) string {
-	return host.ScratchPath(protocol.MappedVirtualDisk{Controller: d.Controller, Lun: d.LUN})
-}
-
-func combined(layers []string, scratch, root string) protocol.CombinedLayers {
-	c := protocol.CombinedLayers{ContainerRootPath: root, ScratchPath: scratch}
-	for _, l := range layers {
-		c.Layers = append(c.Layers, protocol.Layer{Path: l})
+	for _, b := range binds {
+		r, err := s.u.AddShare(ctx, b.dir, b.readOnly)
+		if err != nil {
+			return nil, fmt.Errorf("bind mount of %s: %w", b.dir, err)
+		}
+		hold = append(hold, r)
+		gp := r.GuestPath()
+		if b.file != "" {
+			gp += "/" + b.file
+		}
+		spec.Mounts[b.index].Source = gp
 	}
-	return c
-}
-
-func (s *qemuSandbox) CombineLayers(ctx context.Context, layers []string, scratch, root string) error {
-	return toErrdefs(s.gc.CombineLayers(ctx, combined(layers, scratch, root)))
-}
-
-func (s *qemuSandbox) UncombineLayers(ctx context.Context, layers []string, scratch, root string) error {
-	return toErrdefs(s.gc.RemoveCombinedLayers(ctx, combined(layers, scratch, root)))
-}
-
-func (s *qemuSandbox) ShareDirectory(ctx context.Context, dir, guestPath string, readOnly bool) (func(context.Context) error, error) {
-	sh, err := s.gc.ShareDirectory(ctx, dir, guestPath, readOnly)
-	if err != nil {
-		return nil, toErrdefs(err)
+	cfg := uvm.ContainerConfig{Hold: hold}
+	if len(root.layers) > 0 {
+		cfg.RootFS = uvm.RootFS{Layers: root.layers, Scratch: root.scratch, BlankScratch: true, RemoveScratch: root.removeScratch}
 	}
-	return func(ctx context.Context) error { return toErrdefs(sh.Release(ctx)) }, nil
-}
-
-func (s *qemuSandbox) CreateContainer(ctx context.Context, id string, spec *specs.Spec) (guestContainer, error) {
-	c, err := s.gc.CreateContainer(ctx, id, spec)
+	c, err := s.u.CreateContainer(ctx, id, spec, cfg)
+	hold = nil // the container holds them, or released them when it failed
 	if err != nil {
-		return nil, toErrdefs(err)
+		return nil, fmt.Errorf("create container: %w", err)
 	}
 	return &hostContainer{c: c}, nil
 }
@@ -215,18 +182,14 @@ func (s *qemuSandbox) CreateContainer(ctx context.Context, id string, spec *spec
 func (s *qemuSandbox) Close(ctx context.Context) error { return s.u.Shutdown(ctx) }
 
 // guestRootPath is where a container's root filesystem is assembled.
-func guestRootPath(id string) string { return host.GuestBundleRoot + "/" + id + "/rootfs" }
+func guestRootPath(id string) string { return uvm.RootPath(id) }
 
-// guestSharePath is where the n-th host directory a container's bind
-// mounts name is mounted in the guest.
-func guestSharePath(id string, n int) string { return fmt.Sprintf("/run/mounts/shares/%s/%d", id, n) }
-
-type hostContainer struct{ c *host.Container }
+type hostContainer struct{ c *uvm.Container }
 
 func (h *hostContainer) Start(ctx context.Context, io stdioRequest) (guestProcess, error) {
 	p, err := h.c.CreateProcess(ctx, io.params())
 	if err != nil {
-		return nil, toErrdefs(err)
+		return nil, err
 	}
 	return p, nil
 }
@@ -234,32 +197,23 @@ func (h *hostContainer) Start(ctx context.Context, io stdioRequest) (guestProces
 func (h *hostContainer) Exec(ctx context.Context, sp *specs.Process, io stdioRequest) (guestProcess, error) {
 	p, err := h.c.Exec(ctx, sp, io.params())
 	if err != nil {
-		return nil, toErrdefs(err)
+		return nil, err
 	}
 	return p, nil
 }
 
-func (h *hostContainer) Pause(ctx context.Context) error  { return toErrdefs(h.c.Pause(ctx)) }
-func (h *hostContainer) Resume(ctx context.Context) error { return toErrdefs(h.c.Resume(ctx)) }
+func (h *hostContainer) Pause(ctx context.Context) error  { return h.c.Pause(ctx) }
+func (h *hostContainer) Resume(ctx context.Context) error { return h.c.Resume(ctx) }
 func (h *hostContainer) Update(ctx context.Context, r *specs.LinuxResources) error {
-	return toErrdefs(h.c.Update(ctx, r))
+	return h.c.Update(ctx, r)
 }
 
-func (h *hostContainer) Stats(ctx context.Context) (*protocol.Metrics, error) {
-	_, m, err := h.c.Properties(ctx, protocol.PropertyTypeStatistics)
-	if err != nil {
-		return nil, toErrdefs(err)
-	}
-	if m == nil {
-		return nil, fmt.Errorf("the guest sent no statistics: %w", errdefs.ErrUnavailable)
-	}
-	return m, nil
-}
+func (h *hostContainer) Stats(ctx context.Context) (*stats.Metrics, error) { return h.c.Stats(ctx) }
 
 func (h *hostContainer) Pids(ctx context.Context) ([]uint32, error) {
 	props, _, err := h.c.Properties(ctx, protocol.PropertyTypeProcessList)
 	if err != nil {
-		return nil, toErrdefs(err)
+		return nil, err
 	}
 	pids := make([]uint32, 0, len(props.ProcessList))
 	for _, p := range props.ProcessList {
@@ -270,24 +224,4 @@ func (h *hostContainer) Pids(ctx context.Context) ([]uint32, error) {
 
 func (h *hostContainer) Exited() <-chan struct{}          { return h.c.WaitChannel() }
 func (h *hostContainer) OOMKilled() bool                  { return h.c.OOMKilled() }
-func (h *hostContainer) Delete(ctx context.Context) error { return toErrdefs(h.c.Delete(ctx)) }
-
-// toErrdefs maps the library's errors to containerd's error kinds, keeping
-// the message and the chain.
-func toErrdefs(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case host.IsNotFound(err):
-		return fmt.Errorf("%w: %w", errdefs.ErrNotFound, err)
-	case host.IsAlreadyExists(err):
-		return fmt.Errorf("%w: %w", errdefs.ErrAlreadyExists, err)
-	case host.IsInvalidState(err):
-		return fmt.Errorf("%w: %w", errdefs.ErrFailedPrecondition, err)
-	case errors.Is(err, protocol.HrNotImpl):
-		return fmt.Errorf("%w: %w", errdefs.ErrNotImplemented, err)
-	case errors.Is(err, protocol.HrInvalidArg):
-		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
-	}
-	return err
-}
+func (h *hostContainer) Delete(ctx context.Context) error { return h.c.Delete(ctx) }

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
@@ -164,143 +163,57 @@ func parseErofsSnapshot(mounts []*types.Mount) (rootfsLayers, error) {
 	return r, nil
 }
 
-// attachedLayer is a layer disk plugged into the VM and mounted in the
-// guest, shared by the containers that use it.
-type attachedLayer struct {
-	d         disk
-	guestPath string
-	refs      int
-}
-
-// diskSet owns the layer disks attached to one VM.
-type diskSet struct {
-	sb    sandbox
-	cache *layers.Cache
-
-	mu     sync.Mutex
-	layers map[string]*attachedLayer // by image file
-}
-
-func newDiskSet(sb sandbox, cache *layers.Cache) *diskSet {
-	return &diskSet{sb: sb, cache: cache, layers: make(map[string]*attachedLayer)}
-}
-
-// acquireLayer attaches and mounts the image file once per VM.
-func (s *diskSet) acquireLayer(ctx context.Context, img string) (*attachedLayer, error) {
-	if a, ok := s.layers[img]; ok {
-		a.refs++
-		return a, nil
-	}
-	d, err := s.sb.AttachDisk(ctx, img, true)
-	if err != nil {
-		return nil, err
-	}
-	a := &attachedLayer{d: d, guestPath: s.sb.GuestLayerPath(d), refs: 1}
-	if err := s.sb.MountDisk(ctx, d, a.guestPath, true, false); err != nil {
-		_ = s.sb.DetachDisk(context.WithoutCancel(ctx), d)
-		return nil, err
-	}
-	s.layers[img] = a
-	return a, nil
-}
-
-func (s *diskSet) releaseLayer(ctx context.Context, img string) error {
-	a, ok := s.layers[img]
-	if !ok {
-		return nil
-	}
-	if a.refs--; a.refs > 0 {
-		return nil
-	}
-	delete(s.layers, img)
-	return errors.Join(s.sb.UnmountDisk(ctx, a.d, a.guestPath, true), s.sb.DetachDisk(ctx, a.d))
-}
-
-// mountRootfs builds a container's root in the guest at root: its layers
-// as cached read-only erofs disks, a fresh sparse scratch disk in the
-// bundle (formatted by the guest), an overlay over them. release undoes
-// it; on error nothing is left.
-func (s *diskSet) mountRootfs(ctx context.Context, r rootfsLayers, bundle string, scratchMiB int64, root string) (release func(context.Context) error, err error) {
-	var undo []func(context.Context) error
-	unwind := func(ctx context.Context) error {
-		var errs []error
-		for i := len(undo) - 1; i >= 0; i-- {
-			errs = append(errs, undo[i](ctx))
-		}
-		return errors.Join(errs...)
+// hostFiles makes the host files of r's root: its snapshot directories
+// as cached erofs layer disks, a non-empty upper directory as a disk in
+// the bundle, and a scratch disk (a fresh sparse file in the bundle, or
+// the snapshot's own writable image). The UVM attaches them when the
+// container is created; removeRootFiles deletes what was made in the
+// bundle.
+func hostFiles(ctx context.Context, r rootfsLayers, bundle string, scratchMiB int64, cache *layers.Cache) (root hostRoot, err error) {
+	if r.shareDir != "" {
+		return hostRoot{shareDir: r.shareDir, shareRO: r.shareRO}, nil
 	}
 	defer func() {
 		if err != nil {
-			if uerr := unwind(context.WithoutCancel(ctx)); uerr != nil {
-				log.G(ctx).WithError(uerr).Warn("undo a root filesystem that failed to mount")
-			}
+			removeRootFiles(bundle)
 		}
 	}()
-
-	if r.shareDir != "" {
-		return s.sb.ShareDirectory(ctx, r.shareDir, root, r.shareRO)
-	}
-	imgs := make([]string, 0, len(r.dirs)+1)
 	if r.upper != "" {
-		img := filepath.Join(bundle, "upper.erofs")
+		img := filepath.Join(bundle, upperDisk)
 		if err := layers.Convert(ctx, r.upper, img); err != nil {
-			return nil, err
+			return root, err
 		}
-		undo = append(undo, func(context.Context) error { return os.Remove(img) })
-		imgs = append(imgs, img)
+		root.layers = append(root.layers, img)
 	}
-	imgs = append(imgs, r.images...)
+	root.layers = append(root.layers, r.images...)
 	for _, d := range r.dirs {
-		img, hit, err := s.cache.Disk(ctx, d)
+		img, hit, err := cache.Disk(ctx, d)
 		if err != nil {
-			return nil, fmt.Errorf("layer %s: %w", d, err)
+			return root, fmt.Errorf("layer %s: %w", d, err)
 		}
 		log.G(ctx).WithField("layer", d).WithField("cached", hit).Debug("layer disk")
-		imgs = append(imgs, img)
+		root.layers = append(root.layers, img)
 	}
-	s.mu.Lock()
-	guestLayers := make([]string, 0, len(imgs))
-	for _, img := range imgs {
-		a, err := s.acquireLayer(ctx, img)
-		if err != nil {
-			s.mu.Unlock()
-			return nil, err
-		}
-		undo = append(undo, func(ctx context.Context) error {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			return s.releaseLayer(ctx, img)
-		})
-		guestLayers = append(guestLayers, a.guestPath)
+	if r.scratch == "" {
+		root.scratch, root.removeScratch = filepath.Join(bundle, scratchDisk), true
+		return root, sparseFile(root.scratch, scratchMiB<<20, true)
 	}
-	s.mu.Unlock()
+	// The snapshot's own writable image: made once, kept with it.
+	root.scratch = r.scratch
+	return root, sparseFile(r.scratch, r.scratchSize, false)
+}
 
-	scratch := r.scratch
-	if scratch == "" {
-		scratch = filepath.Join(bundle, "scratch.img")
-		if err := sparseFile(scratch, scratchMiB<<20, true); err != nil {
-			return nil, err
-		}
-		undo = append(undo, func(context.Context) error { return os.Remove(scratch) })
-	} else if err := sparseFile(scratch, r.scratchSize, false); err != nil {
-		// The snapshot's own writable image: made once, kept with it.
-		return nil, err
-	}
-	sd, err := s.sb.AttachDisk(ctx, scratch, false)
-	if err != nil {
-		return nil, err
-	}
-	undo = append(undo, func(ctx context.Context) error { return s.sb.DetachDisk(ctx, sd) })
-	scratchPath := s.sb.GuestScratchPath(sd)
-	if err := s.sb.MountDisk(ctx, sd, scratchPath, false, true); err != nil {
-		return nil, fmt.Errorf("scratch disk: %w", err)
-	}
-	undo = append(undo, func(ctx context.Context) error { return s.sb.UnmountDisk(ctx, sd, scratchPath, false) })
-	if err := s.sb.CombineLayers(ctx, guestLayers, scratchPath, root); err != nil {
-		return nil, fmt.Errorf("combine %d layers: %w", len(guestLayers), err)
-	}
-	undo = append(undo, func(ctx context.Context) error { return s.sb.UncombineLayers(ctx, guestLayers, scratchPath, root) })
-	return unwind, nil
+// The disks made in a task's bundle.
+const (
+	upperDisk   = "upper.erofs"
+	scratchDisk = "scratch.img"
+)
+
+// removeRootFiles deletes the disks made in the bundle (the UVM deletes
+// the scratch disk when it releases it; a VM that died did not).
+func removeRootFiles(bundle string) {
+	os.Remove(filepath.Join(bundle, upperDisk))
+	os.Remove(filepath.Join(bundle, scratchDisk))
 }
 
 // sparseFile makes a sparse file of size at path; unless fresh, a file

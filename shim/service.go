@@ -11,7 +11,6 @@ package shim
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,13 +23,14 @@ import (
 	"github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
-	"github.com/containerd/log"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/uvmgcs/gcs/shim/layers"
 )
 
 // Version is reported by Connect and -v.
@@ -77,7 +77,7 @@ type Service struct {
 	mu     sync.Mutex
 	sb     sandbox
 	cfg    Config
-	disks  *diskSet
+	cache  *layers.Cache
 	tasks  map[string]*shimTask
 
 	shutdown chan struct{} // a Shutdown found no task left
@@ -154,8 +154,7 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	root := guestRootPath(r.ID)
-	gs, binds, err := guestSpec(spec, root)
+	gs, binds, err := guestSpec(spec, guestRootPath(r.ID))
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -163,41 +162,20 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	sb, disks, cfg, err := s.ensureVM(ctx, r.Options)
+	sb, cache, cfg, err := s.ensureVM(ctx, r.Options)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	rootRelease, err := disks.mountRootfs(ctx, rl, r.Bundle, cfg.ScratchMiB, root)
+	root, err := hostFiles(ctx, rl, r.Bundle, cfg.ScratchMiB, cache)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(fmt.Errorf("root filesystem: %w", err))
 	}
-	releases := []func(context.Context) error{rootRelease}
-	release := func(ctx context.Context) error {
-		var errs []error
-		for i := len(releases) - 1; i >= 0; i-- {
-			errs = append(errs, releases[i](ctx))
-		}
-		return errors.Join(errs...)
-	}
-	for n, b := range binds {
-		gp := guestSharePath(r.ID, n)
-		rel, err := sb.ShareDirectory(ctx, b.dir, gp, b.readOnly)
-		if err != nil {
-			_ = release(context.WithoutCancel(ctx))
-			return nil, errgrpc.ToGRPC(fmt.Errorf("bind mount of %s: %w", b.dir, err))
-		}
-		releases = append(releases, rel)
-		if b.file != "" {
-			gp += "/" + b.file
-		}
-		gs.Mounts[b.index].Source = gp
-	}
-	gc, err := sb.CreateContainer(ctx, r.ID, gs)
+	gc, err := sb.CreateContainer(ctx, r.ID, gs, root, binds)
 	if err != nil {
-		_ = release(context.WithoutCancel(ctx))
-		return nil, errgrpc.ToGRPC(fmt.Errorf("create container: %w", err))
+		removeRootFiles(r.Bundle)
+		return nil, errgrpc.ToGRPC(err)
 	}
-	t := &shimTask{id: r.ID, bundle: r.Bundle, spec: spec, gc: gc, init: newProcess(r.ID, "", stdio, nil), execs: make(map[string]*process), release: release}
+	t := &shimTask{id: r.ID, bundle: r.Bundle, spec: spec, gc: gc, init: newProcess(r.ID, "", stdio, nil), execs: make(map[string]*process)}
 	s.mu.Lock()
 	s.tasks[r.ID] = t
 	s.mu.Unlock()
@@ -298,14 +276,13 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	case <-sb.Done():
 		// The VM is gone, and the container with it.
 	default:
+		// Delete removes the container, then releases its root
+		// filesystem and shares.
 		if err := t.gc.Delete(ctx); err != nil && !stopped(sb) {
 			return nil, errgrpc.ToGRPC(fmt.Errorf("delete container %s: %w", r.ID, err))
 		}
-		if err := t.release(ctx); err != nil && !stopped(sb) {
-			log.G(ctx).WithError(err).WithField("id", r.ID).Warn("release root filesystem")
-		}
 	}
-	os.Remove(filepath.Join(t.bundle, "scratch.img"))
+	removeRootFiles(t.bundle)
 	s.mu.Lock()
 	delete(s.tasks, r.ID)
 	s.mu.Unlock()
@@ -376,7 +353,7 @@ func (s *Service) ResizePty(ctx context.Context, r *taskAPI.ResizePtyRequest) (*
 		return nil, errgrpc.ToGRPCf(errdefs.ErrInvalidArgument, "terminal size %dx%d", r.Width, r.Height)
 	}
 	if err := gp.ResizeConsole(ctx, uint16(r.Height), uint16(r.Width)); err != nil {
-		return nil, errgrpc.ToGRPC(toErrdefs(err))
+		return nil, errgrpc.ToGRPC(err)
 	}
 	return &emptypb.Empty{}, nil
 }
@@ -498,7 +475,7 @@ func (s *Service) signal(ctx context.Context, t *shimTask, p *process, sig int) 
 	case gp == nil:
 		return fmt.Errorf("process %s/%s is starting: %w", p.taskID, p.execID, errdefs.ErrFailedPrecondition)
 	}
-	return toErrdefs(gp.Signal(ctx, sig))
+	return gp.Signal(ctx, sig)
 }
 
 // Pids lists the processes of the task's container (pids in the VM).
@@ -566,7 +543,7 @@ func (s *Service) Stats(ctx context.Context, r *taskAPI.StatsRequest) (*taskAPI.
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	a, err := typeurl.MarshalAny(cgroupMetrics(m))
+	a, err := typeurl.MarshalAny(m)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}

@@ -1,7 +1,6 @@
 package shim
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -24,10 +23,9 @@ type shimTask struct {
 	gc     guestContainer
 	init   *process
 
-	mu      sync.Mutex
-	execs   map[string]*process
-	paused  bool
-	release func(context.Context) error // the root filesystem
+	mu     sync.Mutex
+	execs  map[string]*process
+	paused bool
 }
 
 // process returns the init ("") or the exec execID.

@@ -38,11 +38,11 @@ func (s *Service) vmPid() uint32 {
 
 // ensureVM boots the group's VM on the first Create, with the
 // configuration the runtime options name.
-func (s *Service) ensureVM(ctx context.Context, opts *anypb.Any) (sandbox, *diskSet, Config, error) {
+func (s *Service) ensureVM(ctx context.Context, opts *anypb.Any) (sandbox, *layers.Cache, Config, error) {
 	s.bootMu.Lock()
 	defer s.bootMu.Unlock()
 	s.mu.Lock()
-	sb, disks, cfg := s.sb, s.disks, s.cfg
+	sb, cache, cfg := s.sb, s.cache, s.cfg
 	s.mu.Unlock()
 	if sb != nil {
 		select {
@@ -50,7 +50,7 @@ func (s *Service) ensureVM(ctx context.Context, opts *anypb.Any) (sandbox, *disk
 			return nil, nil, cfg, fmt.Errorf("the group's utility VM has stopped: %w", errdefs.ErrUnavailable)
 		default:
 		}
-		return sb, disks, cfg, nil
+		return sb, cache, cfg, nil
 	}
 	cfg, err := loadConfig(opts)
 	if err != nil {
@@ -75,17 +75,17 @@ func (s *Service) ensureVM(ctx context.Context, opts *anypb.Any) (sandbox, *disk
 	if err := os.WriteFile(filepath.Join(s.opts.StateDir, "qemu.pid"), []byte(fmt.Sprint(sb.Pid())), 0o600); err != nil {
 		log.G(ctx).WithError(err).Warn("write qemu.pid")
 	}
-	disks = newDiskSet(sb, layers.NewCache(cfg.LayerCache))
+	cache = layers.NewCache(cfg.LayerCache)
 	s.mu.Lock()
-	s.sb, s.disks, s.cfg = sb, disks, cfg
+	s.sb, s.cache, s.cfg = sb, cache, cfg
 	s.mu.Unlock()
 	go s.watchVM(sb)
 	go func() {
-		if n, err := disks.cache.Prune(); err == nil && n > 0 {
+		if n, err := cache.Prune(); err == nil && n > 0 {
 			log.G(s.ctx).WithField("removed", n).Info("pruned layer disks of deleted snapshots")
 		}
 	}()
-	return sb, disks, cfg, nil
+	return sb, cache, cfg, nil
 }
 
 // watchVM ends every process when the VM stops under them.

@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	pathpkg "path"
 	"path/filepath"
+	"strings"
 
 	"github.com/containerd/errdefs"
 
@@ -116,22 +118,42 @@ type shareState struct {
 // there (read-only when readOnly), or takes another reference to that
 // mount.
 func (u *UVM) AddShare(ctx context.Context, path string, readOnly bool) (*Resource, error) {
-	sharer := u.opts.Sharer
-	if sharer == nil {
-		sharer = Plan9{}
-	}
 	abs, err := filepath.Abs(path)
 	if err != nil || path == "" {
 		return nil, fmt.Errorf("share %q: %w", path, errdefs.ErrInvalidArgument)
 	}
 	key := fmt.Sprintf("%s:%s:ro=%t", kindShare, abs, readOnly)
-	return u.acquire(ctx, key, kindShare, true, func(ctx context.Context, r *resource) error {
+	sum := sha256.Sum256([]byte(key))
+	return u.addShare(ctx, key, true, abs, ShareMountRoot+"/"+hex.EncodeToString(sum[:8]), readOnly)
+}
+
+// AddShareAt offers the host directory at path to the guest like
+// AddShare, mounted at the fixed guestPath (a container's root that is a
+// host directory, at RootPath). It has one holder: a second share at
+// guestPath is errdefs.ErrAlreadyExists.
+func (u *UVM) AddShareAt(ctx context.Context, path, guestPath string, readOnly bool) (*Resource, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil || path == "" {
+		return nil, fmt.Errorf("share %q: %w", path, errdefs.ErrInvalidArgument)
+	}
+	if !strings.HasPrefix(guestPath, "/") || pathpkg.Clean(guestPath) != guestPath || guestPath == "/" {
+		return nil, fmt.Errorf("share %s at guest path %q: want a clean absolute path: %w", abs, guestPath, errdefs.ErrInvalidArgument)
+	}
+	return u.addShare(ctx, kindShare+"@"+guestPath, false, abs, guestPath, readOnly)
+}
+
+// addShare offers abs and mounts it at guestPath under key.
+func (u *UVM) addShare(ctx context.Context, key string, shared bool, abs, guestPath string, readOnly bool) (*Resource, error) {
+	sharer := u.opts.Sharer
+	if sharer == nil {
+		sharer = Plan9{}
+	}
+	return u.acquire(ctx, key, kindShare, shared, func(ctx context.Context, r *resource) error {
 		md, unshare, err := sharer.Share(ctx, u.gc, abs, readOnly)
 		if err != nil {
 			return fmt.Errorf("share %s: %w", abs, err)
 		}
-		sum := sha256.Sum256([]byte(key))
-		md.MountPath = ShareMountRoot + "/" + hex.EncodeToString(sum[:8])
+		md.MountPath = guestPath
 		md.ReadOnly = readOnly
 		if err := u.gc.AddMappedDirectory(ctx, md); err != nil {
 			if uerr := unshare(context.WithoutCancel(ctx)); uerr != nil {

@@ -379,3 +379,43 @@ func TestReattachReleasesWhatAnotherProcessAdded(t *testing.T) {
 	}
 	u2.Shutdown(ctx)
 }
+
+// TestShareAtFixedPath: AddShareAt mounts a directory where the caller
+// says (a container's root), has one holder, and its Release unmounts it.
+func TestShareAtFixedPath(t *testing.T) {
+	dir := t.TempDir()
+	m := newMachine(t)
+	u := start(t, m, Options{Sharer: Tags{dir: "root0"}})
+	ctx := context.Background()
+	root := RootPath("c1")
+	r, err := u.AddShareAt(ctx, dir, root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.GuestPath() != root {
+		t.Fatalf("guest path %q, want %q", r.GuestPath(), root)
+	}
+	if got, want := m.log.take(), []string{"guest Add MappedDirectory " + root}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("add:\n got %q\nwant %q", got, want)
+	}
+	if _, err := u.AddShareAt(ctx, dir, root, false); !errdefs.IsAlreadyExists(err) {
+		t.Fatalf("second share at %s: %v", root, err)
+	}
+	for _, bad := range []string{"", "rel/path", "/a/../b", "/"} {
+		if _, err := u.AddShareAt(ctx, dir, bad, false); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("guest path %q: %v", bad, err)
+		}
+	}
+	if _, err := u.AddShareAt(ctx, filepath.Join(dir, "not-shared"), RootPath("c2"), true); !errdefs.IsNotFound(err) {
+		t.Fatalf("a directory the sharer does not offer: %v", err)
+	}
+	if err := r.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.log.take(), []string{"guest Remove MappedDirectory " + root}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("release:\n got %q\nwant %q", got, want)
+	}
+	if n := len(u.Resources()); n != 0 {
+		t.Fatalf("%d resources left", n)
+	}
+}
