@@ -6,8 +6,8 @@ import (
 
 	"github.com/uvmgcs/gcs/guest/storage/dm"
 	"github.com/uvmgcs/gcs/guest/storage/mounts"
-	"github.com/uvmgcs/gcs/guest/storage/uevent"
 	"github.com/uvmgcs/gcs/guest/storage/scsi"
+	"github.com/uvmgcs/gcs/guest/storage/uevent"
 	"github.com/uvmgcs/gcs/protocol"
 )
 

@@ -43,7 +43,6 @@ func DetectFilesystem(dev string) (string, error) {
 	return detect(b[:n]), nil
 }
 
-
 func detect(b []byte) string {
 	switch {
 	case len(b) >= 1082 && binary.LittleEndian.Uint16(b[1080:]) == 0xEF53:
