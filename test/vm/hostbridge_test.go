@@ -14,6 +14,28 @@ import (
 	"github.com/uvmgcs/gcs/host/layer"
 )
 
+// startNamedVM starts a long-lived VM named prefix<pid> through host-bridge,
+// its data (layer and scratch disks) in a directory of the test's, and
+// stops it when the test ends. hbRun runs host-bridge with that data
+// directory.
+func startNamedVM(t *testing.T, prefix string) (name, data string, hbRun func(args ...string) (string, error)) {
+	t.Helper()
+	hb := hostBridge(t)
+	name = fmt.Sprintf("%s%d", prefix, os.Getpid())
+	data = t.TempDir()
+	hbRun = func(args ...string) (string, error) {
+		cmd := exec.Command(hb, args...)
+		cmd.Env = append(os.Environ(), "UVMGCS_DATA="+data)
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	t.Cleanup(func() { hbRun("uvm", "stop", "--name", name) })
+	if out, err := hbRun("uvm", "start", "--name", name, "-q"); err != nil {
+		t.Fatalf("uvm start: %v\n%s", err, out)
+	}
+	return name, data, hbRun
+}
+
 func hostBridge(t *testing.T) string {
 	t.Helper()
 	if why := missing(); why != "" {
@@ -45,19 +67,7 @@ func TestHostBridgeRunInVM(t *testing.T) {
 // TestHostBridgeUVM: a long-lived VM that later verbs reach by name, and
 // nothing left once it is stopped.
 func TestHostBridgeUVM(t *testing.T) {
-	hb := hostBridge(t)
-	name := fmt.Sprintf("test%d", os.Getpid())
-	data := t.TempDir()
-	hbRun := func(args ...string) (string, error) {
-		cmd := exec.Command(hb, args...)
-		cmd.Env = append(os.Environ(), "UVMGCS_DATA="+data)
-		b, err := cmd.CombinedOutput()
-		return string(b), err
-	}
-	t.Cleanup(func() { hbRun("uvm", "stop", "--name", name) })
-	if out, err := hbRun("uvm", "start", "--name", name, "-q"); err != nil {
-		t.Fatalf("uvm start: %v\n%s", err, out)
-	}
+	name, data, hbRun := startNamedVM(t, "test")
 	if out, err := hbRun("uvm", "list"); err != nil || !strings.Contains(out, name) {
 		t.Fatalf("uvm list: %v\n%s", err, out)
 	}

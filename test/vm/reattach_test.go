@@ -3,9 +3,7 @@ package vm
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,19 +24,7 @@ import (
 // test) attaches to the VM, finds the containers and what they hold, waits
 // for one to exit, deletes them, and nothing is left attached or mounted.
 func TestReattachAfterRestart(t *testing.T) {
-	hb := hostBridge(t)
-	name := fmt.Sprintf("reattach%d", os.Getpid())
-	data := t.TempDir()
-	hbRun := func(args ...string) (string, error) {
-		cmd := exec.Command(hb, args...)
-		cmd.Env = append(os.Environ(), "UVMGCS_DATA="+data)
-		b, err := cmd.CombinedOutput()
-		return string(b), err
-	}
-	t.Cleanup(func() { hbRun("uvm", "stop", "--name", name) })
-	if out, err := hbRun("uvm", "start", "--name", name, "-q"); err != nil {
-		t.Fatalf("uvm start: %v\n%s", err, out)
-	}
+	name, data, hbRun := startNamedVM(t, "reattach")
 	// A bundle whose root is a directory on this host.
 	bundle := t.TempDir()
 	rootfs := filepath.Join(bundle, "rootfs")
