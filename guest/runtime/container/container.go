@@ -245,7 +245,13 @@ func (c *Container) destroy(ctx context.Context) error {
 	if st == running {
 		return fmt.Errorf("container %q is running: %w", c.id, protocol.HrVmcomputeInvalidState)
 	}
-	c.killAll()
+	// An init that ran in a pid namespace of its own took every process
+	// of the namespace with it: the kernel kills them before the init's
+	// exit is reported. Only a shared namespace (or a start under way)
+	// can leave any.
+	if st != stopped || !c.privatePid {
+		c.killAll()
+	}
 	if err := c.lc.Destroy(); err != nil {
 		return fmt.Errorf("destroy container %q: %w", c.id, err)
 	}

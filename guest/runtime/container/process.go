@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -28,6 +30,35 @@ type process struct {
 	exit  chan struct{} // closed once the exit status is known
 	done  chan struct{} // closed once exited and drained
 	code  int
+
+	wmu      sync.Mutex
+	waiters  map[*func()]struct{} // called once done
+	finished bool
+}
+
+// onDone calls fn once the process has exited and drained, at once if it
+// has. The returned cancel withdraws fn, reporting whether it was still
+// pending.
+func (p *process) onDone(fn func()) (cancel func() bool) {
+	p.wmu.Lock()
+	if p.finished {
+		p.wmu.Unlock()
+		fn()
+		return func() bool { return false }
+	}
+	if p.waiters == nil {
+		p.waiters = make(map[*func()]struct{})
+	}
+	key := &fn
+	p.waiters[key] = struct{}{}
+	p.wmu.Unlock()
+	return func() bool {
+		p.wmu.Lock()
+		defer p.wmu.Unlock()
+		_, pending := p.waiters[key]
+		delete(p.waiters, key)
+		return pending
+	}
 }
 
 // start runs sp in the container with the host's stdio.
@@ -37,6 +68,10 @@ func (c *Container) start(ctx context.Context, sp *specs.Process, params *protoc
 		return nil, err
 	}
 	lp.Init = init
+	// libcontainer's init logs at debug level unless told otherwise: some
+	// twenty lines a start, each written by the child and decoded by us,
+	// only to be dropped. It logs at the agent's level instead.
+	lp.LogLevel = strconv.Itoa(int(log.G(ctx).Logger.GetLevel()))
 	stdio, err := runtime.DialStdio(ctx, c.m.cfg.Dialer, settings)
 	if err != nil {
 		return nil, err
@@ -138,6 +173,14 @@ func (p *process) drain(ctx context.Context) {
 	}
 	p.relay.Close()
 	close(p.done)
+	p.wmu.Lock()
+	p.finished = true
+	waiters := p.waiters
+	p.waiters = nil
+	p.wmu.Unlock()
+	for fn := range waiters {
+		(*fn)()
+	}
 }
 
 // newLibcontainerProcess turns an OCI process into libcontainer's.
