@@ -72,17 +72,16 @@ func (c *Container) start(ctx context.Context, sp *specs.Process, params *protoc
 	// twenty lines a start, each written by the child and decoded by us,
 	// only to be dropped. It logs at the agent's level instead.
 	lp.LogLevel = strconv.Itoa(int(log.G(ctx).Logger.GetLevel()))
-	stdio, err := runtime.DialStdio(ctx, c.m.cfg.Dialer, settings)
-	if err != nil {
-		return nil, err
-	}
+	// The host listens on its stdio ports already: dial them while the
+	// process starts. Output waits in the pipes until the relay runs.
+	pending := runtime.DialStdioAsync(ctx, c.m.cfg.Dialer, settings)
 	terminal := sp.Terminal || params.EmulateConsole
 	var relay *runtime.Relay
 	var consoleParent *os.File
 	if terminal {
 		parent, child, err := socketPair()
 		if err != nil {
-			stdio.Close()
+			closePending(pending)
 			return nil, err
 		}
 		defer child.Close()
@@ -92,9 +91,9 @@ func (c *Container) start(ctx context.Context, sp *specs.Process, params *protoc
 			lp.ConsoleHeight, lp.ConsoleWidth = params.ConsoleSize[0], params.ConsoleSize[1]
 		}
 	} else {
-		relay, err = runtime.NewPipeRelay(stdio)
+		relay, err = runtime.NewPipeRelayFor(settings)
 		if err != nil {
-			stdio.Close()
+			closePending(pending)
 			return nil, err
 		}
 		f := relay.Child()
@@ -117,25 +116,45 @@ func (c *Container) start(ctx context.Context, sp *specs.Process, params *protoc
 	if err != nil {
 		if relay != nil {
 			relay.Close()
-		} else {
-			stdio.Close()
 		}
+		closePending(pending)
 		return nil, startError(err)
+	}
+	// abandon ends the started process when its stdio cannot be had.
+	abandon := func() {
+		_ = lp.Signal(syscall.SIGKILL)
+		_, _ = lp.Wait()
+		c.m.cfg.Reaper.Untrack(pid)
+		if relay != nil {
+			relay.Close()
+		}
+	}
+	stdio, err := pending.Wait()
+	if err != nil {
+		abandon()
+		return nil, err
 	}
 	if terminal {
 		master, err := recvConsole(consoleParent)
 		if err != nil {
-			_ = lp.Signal(syscall.SIGKILL)
-			_, _ = lp.Wait()
-			c.m.cfg.Reaper.Untrack(pid)
+			abandon()
 			stdio.Close()
 			return nil, fmt.Errorf("receive container console: %w", err)
 		}
 		relay = runtime.NewConsoleRelay(stdio, master)
+	} else {
+		relay.Attach(stdio)
 	}
 	relay.Start()
 	log.G(ctx).WithFields(map[string]any{log.FieldContainerID: c.id, log.FieldProcessID: pid, "init": init}).Debug("container process started")
 	return &process{pid: pid, p: lp, relay: relay, exit: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// closePending closes the connections of a dial the start no longer needs.
+func closePending(p *runtime.PendingStdio) {
+	if stdio, err := p.Wait(); err == nil {
+		stdio.Close()
+	}
 }
 
 // startError maps libcontainer's start failures onto results the host can
