@@ -128,6 +128,7 @@ func (c *Container) exec(ctx context.Context, sp *specs.Process, params *protoco
 	c.m.cfg.Reaper.OnExit(p.pid, func() {
 		p.waitExit(c.m.cfg.Reaper)
 		p.drain(ctx)
+		p.deliver()
 	})
 	return p.pid, nil
 }
@@ -149,6 +150,7 @@ func (c *Container) waitInit(ctx context.Context, p *process) {
 	c.oom = oom
 	c.mu.Unlock()
 	close(c.stopped)
+	p.deliver()
 	if kind == "" {
 		kind = protocol.NotificationUnexpectedExit
 	}

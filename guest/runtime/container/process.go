@@ -192,6 +192,12 @@ func (p *process) drain(ctx context.Context) {
 	}
 	p.relay.Close()
 	close(p.done)
+}
+
+// deliver gives the exit code to those waiting for it (OnExit), after
+// drain: for an init, only once its container is stopped, so that a host
+// that has the exit code can delete the container.
+func (p *process) deliver() {
 	p.wmu.Lock()
 	p.finished = true
 	waiters := p.waiters
