@@ -71,6 +71,8 @@ func TestBoot(t *testing.T) {
 				want += " -loglevel=debug"
 			}
 			mustContain(t, console, want+"\n")
+			// One copy of the agent in RAM, sealed: the initramfs file is gone.
+			mustContain(t, console, "uvmgcs-init: gcs runs from a sealed memfd (/bin/gcs removed: true)\n")
 			mustContain(t, console, "uvmgcs-init: gcs exited with status ")
 			mustContain(t, console, "uvmgcs-init: power off")
 			if strings.Contains(console, "Kernel panic") {

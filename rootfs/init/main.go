@@ -80,8 +80,16 @@ func boot() error {
 		logf("lo: %v", err)
 	}
 	seedEntropy()
+	exe := agentPath
+	if sealed, err := sealBinary(agentPath); err != nil {
+		logf("gcs runs from %s (it seals a copy of itself): %v", agentPath, err)
+	} else {
+		defer sealed.f.Close()
+		exe = sealed.path()
+		logf("gcs runs from a sealed memfd (%s removed: %v)", agentPath, sealed.removed)
+	}
 	logf("ready %d", sinceBoot().Milliseconds())
-	return superviseAgent(agentPath, cfg.agentArgs, sigs)
+	return superviseAgent(exe, agentPath, cfg.agentArgs, sigs)
 }
 
 func logf(format string, args ...any) {
