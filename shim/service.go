@@ -154,7 +154,17 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	gs, binds, err := guestSpec(spec, guestRootPath(r.ID))
+	pod := podOf(spec)
+	nsPath := ""
+	switch pod.role {
+	case podSandbox:
+		if nsPath = netnsPath(spec); nsPath != "" {
+			pod.netNS = podNetworkID(r.ID)
+		}
+	case podWorkload:
+		pod.sandboxPid = s.sandboxPid(pod.sandboxID)
+	}
+	gs, binds, err := guestSpec(spec, guestRootPath(r.ID), pod)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -162,9 +172,31 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	sb, cache, cfg, err := s.ensureVM(ctx, r.Options)
+	sb, cache, cfg, err := s.ensureVM(ctx, r.Options, spec)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
+	}
+	var held []podResource
+	defer func() {
+		if retErr != nil {
+			releaseAll(context.WithoutCancel(ctx), held)
+		}
+	}()
+	if pod.netNS != "" {
+		// The pod's network (CNI's namespace) reaches the VM before the
+		// sandbox joins it in the guest.
+		at, err := sb.AttachNetwork(ctx, nsPath, pod.netNS)
+		if err != nil {
+			return nil, errgrpc.ToGRPC(err)
+		}
+		held = append(held, at)
+	}
+	if pod.role == podSandbox && hasShmBind(spec) {
+		shm, err := sb.MountPodShm(ctx, podShmPath(r.ID))
+		if err != nil {
+			return nil, errgrpc.ToGRPC(err)
+		}
+		held = append(held, shm)
 	}
 	root, err := hostFiles(ctx, rl, r.Bundle, cfg.ScratchMiB, cache)
 	if err != nil {
@@ -175,7 +207,7 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		removeRootFiles(r.Bundle)
 		return nil, errgrpc.ToGRPC(err)
 	}
-	t := &shimTask{id: r.ID, bundle: r.Bundle, spec: spec, gc: gc, init: newProcess(r.ID, "", stdio, nil), execs: make(map[string]*process)}
+	t := &shimTask{id: r.ID, bundle: r.Bundle, spec: spec, pod: pod, held: held, gc: gc, init: newProcess(r.ID, "", stdio, nil), execs: make(map[string]*process)}
 	s.mu.Lock()
 	s.tasks[r.ID] = t
 	s.mu.Unlock()
@@ -194,6 +226,9 @@ func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		return nil, err
 	}
 	launch := func(io stdioRequest) (guestProcess, error) { return t.gc.Start(ctx, io) }
+	if r.ExecID == "" {
+		p.settle = func() { s.settle(t) }
+	}
 	if r.ExecID != "" {
 		t.mu.Lock()
 		paused := t.paused
@@ -218,18 +253,24 @@ func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	return &taskAPI.StartResponse{Pid: pid}, nil
 }
 
-// exited reports a process's exit: TaskOOM first when the OOM killer
-// ended the init, then TaskExit (after the output drained).
-func (s *Service) exited(t *shimTask, p *process) {
-	if p.execID == "" {
-		select {
-		case <-t.gc.Exited():
-		case <-time.After(oomWait):
-		}
-		if t.gc.OOMKilled() {
-			s.publish(TopicTaskOOM, &eventstypes.TaskOOM{ContainerID: t.id})
-		}
+// settle runs when a task's init has exited, before its exit is
+// recorded (and Wait answers): it waits for the container's exit
+// notification, which says whether the OOM killer ended it, and then
+// publishes TaskOOM, so that containerd's CRI plugin has the OOM before
+// the exit.
+func (s *Service) settle(t *shimTask) {
+	select {
+	case <-t.gc.Exited():
+	case <-time.After(oomWait):
 	}
+	if t.gc.OOMKilled() {
+		s.publish(TopicTaskOOM, &eventstypes.TaskOOM{ContainerID: t.id})
+	}
+}
+
+// exited reports a process's exit: TaskExit, after the output drained
+// (and, for an init, after settle).
+func (s *Service) exited(t *shimTask, p *process) {
 	s.published(t, p)
 }
 
@@ -283,6 +324,10 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		}
 	}
 	removeRootFiles(t.bundle)
+	// After the sandbox container: the pod's /dev/shm, and the NIC, the
+	// tap and the redirects in the pod's namespace before CNI tears it
+	// down.
+	releaseAll(ctx, t.held)
 	s.mu.Lock()
 	delete(s.tasks, r.ID)
 	s.mu.Unlock()
