@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,7 @@ func podOfTwo(t *testing.T, n *node) {
 	if got := n.okCrictl(t, "exec", "-s", server, "hostname"); got != name {
 		t.Errorf("hostname %q, want %q", got, name)
 	}
+	n.checkPodStats(t, podID)
 	n.okCrictl(t, "stopp", podID)
 	n.okCrictl(t, "rmp", podID)
 	assertGone(t, netns)
@@ -136,6 +138,45 @@ func oomPod(t *testing.T, n *node) {
 	n.okCrictl(t, "stopp", podID)
 	n.okCrictl(t, "rmp", podID)
 	assertGone(t, netns)
+}
+
+// checkPodStats: crictl statsp gives the pod's memory working set (the
+// VM's, in the pod's cgroup on the node) and its containers' stats.
+func (n *node) checkPodStats(t *testing.T, podID string) {
+	t.Helper()
+	var stats struct {
+		Stats []struct {
+			Attributes struct {
+				ID string `json:"id"`
+			} `json:"attributes"`
+			Linux struct {
+				Memory struct {
+					WorkingSetBytes struct {
+						Value string `json:"value"`
+					} `json:"workingSetBytes"`
+				} `json:"memory"`
+				Containers []struct {
+					Attributes struct {
+						ID string `json:"id"`
+					} `json:"attributes"`
+				} `json:"containers"`
+			} `json:"linux"`
+		} `json:"stats"`
+	}
+	out := n.okCrictl(t, "statsp", "-o", "json", "--id", podID)
+	if err := json.Unmarshal([]byte(out), &stats); err != nil {
+		t.Fatalf("statsp: %v: %s", err, out)
+	}
+	if len(stats.Stats) != 1 || stats.Stats[0].Attributes.ID != podID {
+		t.Fatalf("statsp: %s", out)
+	}
+	l := stats.Stats[0].Linux
+	if ws, _ := strconv.ParseUint(l.Memory.WorkingSetBytes.Value, 10, 64); ws < 16<<20 {
+		t.Errorf("the pod's memory working set %q is not a VM's:\n%s", l.Memory.WorkingSetBytes.Value, out)
+	}
+	if len(l.Containers) != 2 {
+		t.Errorf("statsp lists %d containers, want 2:\n%s", len(l.Containers), out)
+	}
 }
 
 // podNetns is the CNI network namespace containerd made for pod id.
