@@ -1,6 +1,7 @@
 package cri
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -88,9 +89,67 @@ func podOfTwo(t *testing.T, n *node) {
 		t.Errorf("hostname %q, want %q", got, name)
 	}
 	n.checkPodStats(t, podID)
-	n.okCrictl(t, "stopp", podID)
-	n.okCrictl(t, "rmp", podID)
+
+	// attach: stdin reaches the container and its output comes back;
+	// with stdin_once the container's stdin closes with the attach's.
+	echo := n.okCrictl(t, "create", podID, writeJSON(t, filepath.Join(n.dir, "echo-ctr.json"), map[string]any{
+		"metadata": map[string]any{"name": "echo"},
+		"image":    map[string]any{"image": busyboxImage},
+		"command":  []string{"cat"},
+		"stdin":    true, "stdin_once": true,
+		"log_path": "echo.log",
+	}), podPath)
+	n.okCrictl(t, "start", echo)
+	if out, err := n.crictlIn("attached\n", "attach", "-i", echo); err != nil || !strings.Contains(out, "attached") {
+		t.Errorf("attach: %q %v", out, err)
+	}
+	n.waitExited(t, echo, 0, "Completed")
+	if got := n.okCrictl(t, "logs", echo); got != "attached" {
+		t.Errorf("logs of the attached container: %q", got)
+	}
+
+	// Removed in another order: a container stopped and removed first,
+	// then the pod removed without a stopp.
+	n.okCrictl(t, "stop", client)
+	n.okCrictl(t, "rm", client)
+	n.okCrictl(t, "rmp", "--force", podID)
 	assertGone(t, netns)
+}
+
+// crictlIn runs crictl on n with stdin; its output, trimmed.
+func (n *node) crictlIn(stdin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := n.inNetns(ctx, filepath.Join(toolsDir(), "crictl"), append([]string{"--runtime-endpoint", "unix://" + n.sock, "--timeout", "60s"}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// waitExited waits for container id to exit and checks its exit code and
+// reason as crictl inspect gives them.
+func (n *node) waitExited(t *testing.T, id string, code int, reason string) {
+	t.Helper()
+	var st struct {
+		Status struct {
+			State    string `json:"state"`
+			ExitCode int    `json:"exitCode"`
+			Reason   string `json:"reason"`
+		} `json:"status"`
+	}
+	waitFor(t, "container "+id+" to exit", func() (bool, string) {
+		out, err := n.crictl("inspect", "-o", "json", id)
+		if err != nil {
+			return false, out
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return false, err.Error()
+		}
+		return st.Status.State == "CONTAINER_EXITED" && st.Status.Reason != "", out
+	})
+	if st.Status.ExitCode != code || st.Status.Reason != reason {
+		t.Errorf("container %s exited with %d (%s), want %d (%s)", id, st.Status.ExitCode, st.Status.Reason, code, reason)
+	}
 }
 
 // oomPod: a container over its memory limit is OOMKilled, as crictl
@@ -115,26 +174,11 @@ func oomPod(t *testing.T, n *node) {
 	}
 	cid := n.okCrictl(t, "create", podID, writeJSON(t, filepath.Join(n.dir, "hog-ctr.json"), ctr), podPath)
 	n.okCrictl(t, "start", cid)
-	var st struct {
-		Status struct {
-			State    string `json:"state"`
-			ExitCode int    `json:"exitCode"`
-			Reason   string `json:"reason"`
-		} `json:"status"`
-	}
-	waitFor(t, "the container's OOM kill", func() (bool, string) {
-		out, err := n.crictl("inspect", "-o", "json", cid)
-		if err != nil {
-			return false, out
-		}
-		if err := json.Unmarshal([]byte(out), &st); err != nil {
-			return false, err.Error()
-		}
-		return st.Status.State == "CONTAINER_EXITED" && st.Status.Reason != "", out
-	})
-	if st.Status.Reason != "OOMKilled" || st.Status.ExitCode != 137 {
-		t.Errorf("container over its memory limit: reason %q exit code %d, want OOMKilled 137", st.Status.Reason, st.Status.ExitCode)
-	}
+	n.waitExited(t, cid, 137, "OOMKilled")
+	// A plain non-zero exit is an Error, with its code.
+	seven := n.okCrictl(t, "create", podID, n.containerConfig(t, "seven", "sh", "-c", "exit 7"), podPath)
+	n.okCrictl(t, "start", seven)
+	n.waitExited(t, seven, 7, "Error")
 	n.okCrictl(t, "stopp", podID)
 	n.okCrictl(t, "rmp", podID)
 	assertGone(t, netns)
