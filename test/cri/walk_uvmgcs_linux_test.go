@@ -65,7 +65,9 @@ func podOfTwo(t *testing.T, n *node) {
 		"metadata":      map[string]any{"name": name, "namespace": "default", "uid": name + "-" + n.id},
 		"hostname":      name,
 		"log_directory": filepath.Join(n.dir, "logs", name),
-		"linux":         map[string]any{"cgroup_parent": n.cgroupParent},
+		// The pod's resources size its VM: the configured 512 MiB plus
+		// these 256.
+		"linux": map[string]any{"cgroup_parent": n.cgroupParent, "resources": map[string]any{"memory_limit_in_bytes": 256 << 20}},
 	}
 	podPath := writeJSON(t, filepath.Join(n.dir, name+"-pod.json"), cfg)
 	podID := n.okCrictl(t, "runp", "--runtime", HandlerUVMGCS, podPath)
@@ -89,6 +91,10 @@ func podOfTwo(t *testing.T, n *node) {
 		t.Errorf("hostname %q, want %q", got, name)
 	}
 	n.checkPodStats(t, podID)
+	meminfo := n.okCrictl(t, "exec", "-s", client, "head", "-n1", "/proc/meminfo")
+	if f := strings.Fields(meminfo); len(f) < 2 || atoi(f[1]) < 700<<10 {
+		t.Errorf("the pod's VM is not sized from the pod's resources (512+256 MiB): %s", meminfo)
+	}
 
 	// attach: stdin reaches the container and its output comes back;
 	// with stdin_once the container's stdin closes with the attach's.
@@ -272,4 +278,9 @@ func (n *node) assertNoPodLeft(t *testing.T) {
 	for _, e := range ents {
 		t.Errorf("shim group directory %s left", e.Name())
 	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
