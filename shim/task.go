@@ -102,7 +102,7 @@ func guestSpec(s *specs.Spec, root string, pod podTask) (*specs.Spec, []hostBind
 			b.dir, b.file = filepath.Dir(m.Source), filepath.Base(m.Source)
 		}
 		for _, o := range m.Options {
-			if o == "ro" {
+			if o == "ro" || o == "rro" {
 				b.readOnly = true
 			}
 		}
