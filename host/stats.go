@@ -38,7 +38,14 @@ func CgroupMetrics(m *protocol.Metrics) *stats.Metrics {
 		}
 	}
 	if mem := m.Memory; mem != nil {
-		out.Memory = &stats.MemoryStat{Cache: mem.Cache, Usage: memEntry(mem.Usage), Swap: memEntry(mem.Swap)}
+		out.Memory = &stats.MemoryStat{
+			Cache: mem.Cache, RSS: mem.RSS, MappedFile: mem.MappedFile, PgFault: mem.PgFault, PgMajFault: mem.PgMajFault,
+			InactiveFile: mem.InactiveFile, ActiveFile: mem.ActiveFile, TotalInactiveFile: mem.TotalInactiveFile,
+			Usage: memEntry(mem.Usage), Swap: memEntry(mem.Swap), Kernel: memEntry(mem.Kernel),
+		}
+	}
+	if o := m.MemoryOomControl; o != nil {
+		out.MemoryOomControl = &stats.MemoryOomControl{OomKill: o.OomKill}
 	}
 	if b := m.Blkio; b != nil {
 		out.Blkio = &stats.BlkIOStat{

@@ -3,10 +3,16 @@ package protocol
 // Metrics is Properties.LCOWMetrics: a container's cgroup statistics in the
 // JSON shape of containerd's cgroup v1 metrics, which hcsshim hosts decode.
 type Metrics struct {
-	Pids   *PidsStat   `json:"pids,omitempty"`
-	CPU    *CPUStat    `json:"cpu,omitempty"`
-	Memory *MemoryStat `json:"memory,omitempty"`
-	Blkio  *BlkIOStat  `json:"blkio,omitempty"`
+	Pids             *PidsStat         `json:"pids,omitempty"`
+	CPU              *CPUStat          `json:"cpu,omitempty"`
+	Memory           *MemoryStat       `json:"memory,omitempty"`
+	Blkio            *BlkIOStat        `json:"blkio,omitempty"`
+	MemoryOomControl *MemoryOomControl `json:"memory_oom_control,omitempty"`
+}
+
+// MemoryOomControl counts the OOM killer's kills in a container's cgroup.
+type MemoryOomControl struct {
+	OomKill uint64 `json:"oom_kill,omitempty"`
 }
 
 // PidsStat counts a container's tasks.
@@ -37,10 +43,21 @@ type Throttled struct {
 }
 
 // MemoryStat is a container's memory use, in bytes.
+// Field names are those of containerd's cgroup v1 Metrics (which
+// hcsshim's host decodes); under cgroup v2 they carry memory.stat's
+// equivalents (anon for rss, file_mapped for mapped_file).
 type MemoryStat struct {
-	Cache uint64       `json:"cache,omitempty"`
-	Usage *MemoryEntry `json:"usage,omitempty"`
-	Swap  *MemoryEntry `json:"swap,omitempty"`
+	Cache             uint64       `json:"cache,omitempty"`
+	RSS               uint64       `json:"rss,omitempty"`
+	MappedFile        uint64       `json:"mapped_file,omitempty"`
+	PgFault           uint64       `json:"pg_fault,omitempty"`
+	PgMajFault        uint64       `json:"pg_maj_fault,omitempty"`
+	InactiveFile      uint64       `json:"inactive_file,omitempty"`
+	ActiveFile        uint64       `json:"active_file,omitempty"`
+	TotalInactiveFile uint64       `json:"total_inactive_file,omitempty"`
+	Usage             *MemoryEntry `json:"usage,omitempty"`
+	Swap              *MemoryEntry `json:"swap,omitempty"`
+	Kernel            *MemoryEntry `json:"kernel,omitempty"`
 }
 
 // MemoryEntry is one memory counter with its limit.

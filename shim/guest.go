@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/uvmgcs/gcs/host"
+	"github.com/uvmgcs/gcs/host/podnet"
 	"github.com/uvmgcs/gcs/host/uvm"
 	"github.com/uvmgcs/gcs/host/vm"
 	"github.com/uvmgcs/gcs/host/vm/qemu"
@@ -39,9 +40,24 @@ type sandbox interface {
 	// shares to the VM, points spec's bind mounts at them and creates
 	// the container; its Delete releases them. On error nothing is left.
 	CreateContainer(ctx context.Context, id string, spec *specs.Spec, root hostRoot, binds []hostBind) (guestContainer, error)
+	// AttachNetwork connects the VM to the pod network CNI set up in the
+	// host namespace at nsPath, as guest network namespace nsID.
+	AttachNetwork(ctx context.Context, nsPath, nsID string) (podResource, error)
+	// MountPodShm mounts a pod's /dev/shm tmpfs at guestPath.
+	MountPodShm(ctx context.Context, guestPath string) (podResource, error)
 	// Close powers the VM off and reaps it.
 	Close(ctx context.Context) error
 }
+
+// podResource is what a pod's sandbox holds in the VM: its network
+// (*podnet.Attachment: Release removes the guest adapter, the NIC, the tap
+// and the redirects) and its /dev/shm.
+type podResource interface {
+	Release(ctx context.Context) error
+}
+
+// podNetworkID is the guest network namespace of pod sandbox id.
+func podNetworkID(id string) string { return podnet.NamespaceID("cri-sandbox/" + id) }
 
 // hostRoot is a container's root filesystem as host files: layer disks
 // (top first) over a scratch disk, or a directory shared as the root.
@@ -178,6 +194,58 @@ func (s *qemuSandbox) CreateContainer(ctx context.Context, id string, spec *spec
 	}
 	return &hostContainer{c: c}, nil
 }
+
+func (s *qemuSandbox) AttachNetwork(ctx context.Context, nsPath, nsID string) (podResource, error) {
+	at, err := podnet.Attach(ctx, s.gc, s.m, nsPath, podnet.AttachOptions{NamespaceID: nsID})
+	if err != nil {
+		return nil, err
+	}
+	return at, nil
+}
+
+func (s *qemuSandbox) MountPodShm(ctx context.Context, guestPath string) (podResource, error) {
+	if err := s.uvmRun(ctx, `mkdir -p "$0" && mount -t tmpfs -o `+podShmOptions+` shm "$0"`, guestPath); err != nil {
+		return nil, fmt.Errorf("the pod's /dev/shm: %w", err)
+	}
+	return releaseFunc(func(ctx context.Context) error {
+		select {
+		case <-s.dead:
+			return nil // the VM took it
+		default:
+		}
+		return s.uvmRun(ctx, `umount "$0" && rmdir "$0" "${0%/*}"`, guestPath)
+	}), nil
+}
+
+// uvmRun runs a shell script in the VM (not in a container): arg is its
+// $0. Its error output is in the error.
+func (s *qemuSandbox) uvmRun(ctx context.Context, script, arg string) error {
+	p, err := s.gc.CreateProcess(ctx, &protocol.ProcessParameters{CommandArgs: []string{"/bin/sh", "-c", script, arg}, CreateStdErrPipe: true})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	msg, _ := io.ReadAll(io.LimitReader(p.Stderr(), 4096))
+	select {
+	case <-p.WaitChannel():
+	case <-ctx.Done():
+		_ = p.Kill(context.WithoutCancel(ctx))
+		return ctx.Err()
+	}
+	code, err := p.ExitCode()
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return fmt.Errorf("%s %s: exit status %d: %s", script, arg, code, msg)
+	}
+	return nil
+}
+
+// releaseFunc is a podResource.
+type releaseFunc func(ctx context.Context) error
+
+func (f releaseFunc) Release(ctx context.Context) error { return f(ctx) }
 
 func (s *qemuSandbox) Close(ctx context.Context) error { return s.u.Shutdown(ctx) }
 

@@ -21,6 +21,9 @@ type process struct {
 	execID string
 	stdio  stdioPaths
 	spec   *specs.Process // an exec's process; nil for the init
+	// settle, when set, runs after the process exited and its output
+	// drained, before the exit is recorded.
+	settle func()
 
 	mu       sync.Mutex
 	gp       guestProcess // nil until started
@@ -115,6 +118,9 @@ func (p *process) start(ctx context.Context, ns string, launch func(stdioRequest
 		}
 		r.close()
 		gp.Close()
+		if p.settle != nil {
+			p.settle()
+		}
 		if p.setExited(uint32(code)) {
 			onExit(p)
 		}

@@ -67,7 +67,7 @@ func TestGuestSpec(t *testing.T) {
 		Mounts: []specs.Mount{{Destination: "/proc", Type: "proc", Source: "proc"}},
 		Linux:  &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}},
 	}
-	g, binds, err := guestSpec(s, "/run/gcs/c/x/rootfs")
+	g, binds, err := guestSpec(s, "/run/gcs/c/x/rootfs", podTask{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,18 +84,18 @@ func TestGuestSpec(t *testing.T) {
 	bind.Mounts = append(bind.Mounts,
 		specs.Mount{Destination: "/h", Type: "bind", Source: dir, Options: []string{"rbind", "ro"}},
 		specs.Mount{Destination: "/etc/hosts", Type: "bind", Source: file, Options: []string{"rbind", "rw"}})
-	_, binds, err = guestSpec(&bind, "/r")
+	_, binds, err = guestSpec(&bind, "/r", podTask{})
 	want := []hostBind{{index: 1, dir: dir, readOnly: true}, {index: 2, dir: dir, file: "hosts"}}
 	if err != nil || !reflect.DeepEqual(binds, want) {
 		t.Errorf("host bind mounts: %+v %v, want %+v", binds, err, want)
 	}
 	bind.Mounts = append(bind.Mounts, specs.Mount{Destination: "/m", Type: "bind", Source: filepath.Join(dir, "missing"), Options: []string{"rbind"}})
-	if _, _, err := guestSpec(&bind, "/r"); !errdefs.IsInvalidArgument(err) {
+	if _, _, err := guestSpec(&bind, "/r", podTask{}); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("bind mount of a missing path: %v, want InvalidArgument", err)
 	}
 	ns := *s
 	ns.Linux = &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace, Path: "/proc/1/ns/net"}}}
-	if _, _, err := guestSpec(&ns, "/r"); !errdefs.IsInvalidArgument(err) {
+	if _, _, err := guestSpec(&ns, "/r", podTask{}); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("host namespace path: %v, want InvalidArgument", err)
 	}
 }

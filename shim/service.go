@@ -78,6 +78,7 @@ type Service struct {
 	sb     sandbox
 	cfg    Config
 	cache  *layers.Cache
+	cgroup vmCgroup // the pod's, on the host; nil outside a pod
 	tasks  map[string]*shimTask
 
 	shutdown chan struct{} // a Shutdown found no task left
@@ -154,7 +155,11 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	gs, binds, err := guestSpec(spec, guestRootPath(r.ID))
+	pod, nsPath, err := s.podOf(r.ID, spec)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	gs, binds, err := guestSpec(spec, guestRootPath(r.ID), pod)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
@@ -162,10 +167,19 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	sb, cache, cfg, err := s.ensureVM(ctx, r.Options)
+	sb, cache, cfg, err := s.ensureVM(ctx, r.Options, spec)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
+	held, err := holdPod(ctx, sb, spec, r.ID, pod, nsPath)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	defer func() {
+		if retErr != nil {
+			releaseAll(context.WithoutCancel(ctx), held)
+		}
+	}()
 	root, err := hostFiles(ctx, rl, r.Bundle, cfg.ScratchMiB, cache)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(fmt.Errorf("root filesystem: %w", err))
@@ -175,7 +189,7 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		removeRootFiles(r.Bundle)
 		return nil, errgrpc.ToGRPC(err)
 	}
-	t := &shimTask{id: r.ID, bundle: r.Bundle, spec: spec, gc: gc, init: newProcess(r.ID, "", stdio, nil), execs: make(map[string]*process)}
+	t := &shimTask{id: r.ID, bundle: r.Bundle, spec: spec, pod: pod, held: held, gc: gc, init: newProcess(r.ID, "", stdio, nil), execs: make(map[string]*process)}
 	s.mu.Lock()
 	s.tasks[r.ID] = t
 	s.mu.Unlock()
@@ -194,6 +208,9 @@ func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		return nil, err
 	}
 	launch := func(io stdioRequest) (guestProcess, error) { return t.gc.Start(ctx, io) }
+	if r.ExecID == "" {
+		p.settle = func() { s.settle(t) }
+	}
 	if r.ExecID != "" {
 		t.mu.Lock()
 		paused := t.paused
@@ -218,18 +235,24 @@ func (s *Service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	return &taskAPI.StartResponse{Pid: pid}, nil
 }
 
-// exited reports a process's exit: TaskOOM first when the OOM killer
-// ended the init, then TaskExit (after the output drained).
-func (s *Service) exited(t *shimTask, p *process) {
-	if p.execID == "" {
-		select {
-		case <-t.gc.Exited():
-		case <-time.After(oomWait):
-		}
-		if t.gc.OOMKilled() {
-			s.publish(TopicTaskOOM, &eventstypes.TaskOOM{ContainerID: t.id})
-		}
+// settle runs when a task's init has exited, before its exit is
+// recorded (and Wait answers): it waits for the container's exit
+// notification, which says whether the OOM killer ended it, and then
+// publishes TaskOOM, so that containerd's CRI plugin has the OOM before
+// the exit.
+func (s *Service) settle(t *shimTask) {
+	select {
+	case <-t.gc.Exited():
+	case <-time.After(oomWait):
 	}
+	if t.gc.OOMKilled() {
+		s.publish(TopicTaskOOM, &eventstypes.TaskOOM{ContainerID: t.id})
+	}
+}
+
+// exited reports a process's exit: TaskExit, after the output drained
+// (and, for an init, after settle).
+func (s *Service) exited(t *shimTask, p *process) {
 	s.published(t, p)
 }
 
@@ -283,6 +306,10 @@ func (s *Service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		}
 	}
 	removeRootFiles(t.bundle)
+	// After the sandbox container: the pod's /dev/shm, and the NIC, the
+	// tap and the redirects in the pod's namespace before CNI tears it
+	// down.
+	releaseAll(ctx, t.held)
 	s.mu.Lock()
 	delete(s.tasks, r.ID)
 	s.mu.Unlock()

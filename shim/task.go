@@ -20,6 +20,8 @@ type shimTask struct {
 	id     string
 	bundle string
 	spec   *specs.Spec
+	pod    podTask
+	held   []podResource // the pod's network and /dev/shm: a sandbox's
 	gc     guestContainer
 	init   *process
 
@@ -73,17 +75,25 @@ type hostBind struct {
 }
 
 // guestSpec rewrites a host spec for the guest: the root is the one the
-// guest assembles; hooks are dropped (they would run on no host); host
-// bind mounts are returned for sharing (their sources are rewritten once
-// shared); host namespace paths are refused.
-func guestSpec(s *specs.Spec, root string) (*specs.Spec, []hostBind, error) {
+// guest assembles; hooks are dropped (they would run on no host); a pod
+// task's host namespaces and /dev/shm become the pod's in the guest
+// (rewritePod); the writable host mounts under a read-only bind mount
+// stay writable (withWritableSubmounts); host bind mounts are returned for sharing (their sources
+// are rewritten once shared); other host namespace paths are refused.
+func guestSpec(s *specs.Spec, root string, pod podTask) (*specs.Spec, []hostBind, error) {
 	g := *s
 	g.Root = &specs.Root{Path: root, Readonly: s.Root != nil && s.Root.Readonly}
 	g.Hooks = nil
-	g.Mounts = append([]specs.Mount(nil), s.Mounts...)
+	g.Mounts = make([]specs.Mount, 0, len(s.Mounts))
+	for _, m := range s.Mounts {
+		g.Mounts = append(g.Mounts, withWritableSubmounts(mountInfo, m)...)
+	}
+	if err := rewritePod(&g, pod); err != nil {
+		return nil, nil, err
+	}
 	var binds []hostBind
-	for i, m := range s.Mounts {
-		if !isHostBind(m) {
+	for i, m := range g.Mounts {
+		if !isHostBind(m) || isGuestBind(m) {
 			continue
 		}
 		st, err := os.Stat(m.Source)
@@ -96,24 +106,11 @@ func guestSpec(s *specs.Spec, root string) (*specs.Spec, []hostBind, error) {
 			b.dir, b.file = filepath.Dir(m.Source), filepath.Base(m.Source)
 		}
 		for _, o := range m.Options {
-			if o == "ro" {
+			if o == "ro" || o == "rro" {
 				b.readOnly = true
 			}
 		}
 		binds = append(binds, b)
-	}
-	if s.Linux != nil {
-		l := *s.Linux
-		// Namespaces given as host paths (ctr --with-ns) mean nothing in
-		// the VM.
-		l.Namespaces = nil
-		for _, ns := range s.Linux.Namespaces {
-			if ns.Path != "" {
-				return nil, nil, fmt.Errorf("joining the host namespace %s (%s) is impossible in a VM: %w", ns.Path, ns.Type, errdefs.ErrInvalidArgument)
-			}
-			l.Namespaces = append(l.Namespaces, ns)
-		}
-		g.Linux = &l
 	}
 	return &g, binds, nil
 }

@@ -5,6 +5,7 @@ import "fmt"
 // configPaths are a node's private places.
 type configPaths struct {
 	root, state, sock, opt, cniConf, certs string
+	shimConfig                             string // the uvmgcs handler's shim.toml
 }
 
 // criConfig is containerd's configuration for a CRI node: the schema of
@@ -30,7 +31,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     [%[1]s.containerd.runtimes.uvmgcs]
       runtime_type = "io.containerd.uvmgcs.v1"
       pod_annotations = ["io.uvmgcs.*"]
-`, prefix, HandlerRunc, extra)
+      [%[1]s.containerd.runtimes.uvmgcs.options]
+        ConfigPath = %[4]q
+`, prefix, HandlerRunc, extra, p.shimConfig)
 	}
 	if !v.v2 {
 		const cri = `plugins."io.containerd.grpc.v1.cri"`

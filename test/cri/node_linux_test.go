@@ -158,8 +158,12 @@ func (n *node) writeConfig() error {
   ]
 }
 `, n.cniData)
+	shimConfig, err := n.writeShimConfig()
+	if err != nil {
+		return err
+	}
 	cfg := criConfig(n.v, configPaths{root: filepath.Join(n.dir, "root"), state: filepath.Join(n.dir, "state"),
-		sock: n.sock, opt: filepath.Join(n.dir, "opt"), cniConf: n.cniConf, certs: filepath.Join(n.dir, "certs.d")})
+		sock: n.sock, opt: filepath.Join(n.dir, "opt"), cniConf: n.cniConf, certs: filepath.Join(n.dir, "certs.d"), shimConfig: shimConfig})
 	if err := os.MkdirAll(n.cniConf, 0o755); err != nil {
 		return err
 	}
@@ -210,7 +214,10 @@ func (n *node) start() error {
 	cmd.Stdout, cmd.Stderr = f, f
 	// Each containerd runs the runc shim of its own version (2.4's
 	// bootstrap is not 1.6's), found beside it first on PATH.
-	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(n.v.containerd)+":"+os.Getenv("PATH"))
+	// Our shim is built into the node's bin/ and keeps its groups'
+	// state (and its VMs' sockets) in the node's shim/.
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(n.v.containerd)+":"+filepath.Join(n.dir, "bin")+":"+os.Getenv("PATH"),
+		"UVMGCS_SHIM_STATE="+filepath.Join(n.dir, "shim"))
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -253,6 +260,11 @@ func (n *node) teardown() {
 	// Shims of this node name its socket on their command line.
 	for _, pid := range pidsWithArg(n.sock) {
 		t.Errorf("shim %d of this node outlived containerd; killing it", pid)
+		unix.Kill(pid, unix.SIGKILL)
+	}
+	// The VMs of this node name its shim state directory.
+	for _, pid := range pidsWithArg(filepath.Join(n.dir, "shim") + "/") {
+		t.Errorf("VM process %d of this node outlived its shim; killing it", pid)
 		unix.Kill(pid, unix.SIGKILL)
 	}
 	for _, m := range mountsUnder(n.dir) {

@@ -58,7 +58,11 @@ func writeJSON(t *testing.T, path string, v any) string {
 // start, exec, logs, stats, the pod's IP and a host port answered from
 // the node's namespace, stopp, rmp.
 func walk(t *testing.T, v version, handler string) {
-	n := newNode(t, v)
+	walkPod(t, newNode(t, v), handler)
+}
+
+// walkPod is the walk on node n; the pod is gone at its end.
+func walkPod(t *testing.T, n *node, handler string) {
 	pod := n.podConfig(t, "walk")
 	ok := func(args ...string) string {
 		t.Helper()

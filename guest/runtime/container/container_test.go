@@ -157,6 +157,26 @@ func TestMetrics(t *testing.T) {
 	}
 }
 
+// TestMemoryStat: memory.stat's keys of cgroup v2 reach cgroup v1's
+// fields, which containerd's CRI reads (the working set is usage less
+// total_inactive_file).
+func TestMemoryStat(t *testing.T) {
+	v2 := memoryStat(cgroups.MemoryStats{Stats: map[string]uint64{"anon": 5, "file_mapped": 6, "inactive_file": 7, "pgfault": 8, "kernel": 9}})
+	if v2.RSS != 5 || v2.MappedFile != 6 || v2.TotalInactiveFile != 7 || v2.InactiveFile != 7 || v2.PgFault != 8 || v2.Kernel.Usage != 9 {
+		t.Errorf("v2: %+v kernel %+v", v2, v2.Kernel)
+	}
+	v1 := memoryStat(cgroups.MemoryStats{KernelUsage: cgroups.MemoryData{Usage: 3}, Stats: map[string]uint64{"rss": 1, "inactive_file": 2, "total_inactive_file": 4}})
+	if v1.RSS != 1 || v1.InactiveFile != 2 || v1.TotalInactiveFile != 4 || v1.Kernel.Usage != 3 {
+		t.Errorf("v1: %+v kernel %+v", v1, v1.Kernel)
+	}
+	b, _ := json.Marshal(v1)
+	for _, want := range []string{`"rss":1`, `"total_inactive_file":4`, `"kernel":{"usage":3}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("memory stat %s lacks %s", b, want)
+		}
+	}
+}
+
 func TestUnmountUnder(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("SKIP (loud): mounting needs root")

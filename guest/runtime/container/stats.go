@@ -39,7 +39,9 @@ func (m *Manager) Properties(ctx context.Context, id string, q protocol.Property
 			if err != nil {
 				return nil, fmt.Errorf("statistics: %w", err)
 			}
-			b, err := json.Marshal(metrics(st.CgroupStats))
+			mt := metrics(st.CgroupStats)
+			mt.MemoryOomControl = &protocol.MemoryOomControl{OomKill: c.oomKills()}
+			b, err := json.Marshal(mt)
 			if err != nil {
 				return nil, err
 			}
@@ -116,15 +118,41 @@ func metrics(s *cgroups.Stats) *protocol.Metrics {
 				ThrottledTime: cpu.ThrottlingData.ThrottledTime,
 			},
 		},
-		Memory: &protocol.MemoryStat{
-			Cache: mem.Cache,
-			Usage: &protocol.MemoryEntry{Limit: mem.Usage.Limit, Usage: mem.Usage.Usage, Max: mem.Usage.MaxUsage, Failcnt: mem.Usage.Failcnt},
-			Swap:  &protocol.MemoryEntry{Limit: mem.SwapUsage.Limit, Usage: mem.SwapUsage.Usage, Max: mem.SwapUsage.MaxUsage, Failcnt: mem.SwapUsage.Failcnt},
-		},
+		Memory: memoryStat(mem),
 		Blkio: &protocol.BlkIOStat{
 			IoServiceBytesRecursive: blkio(s.BlkioStats.IoServiceBytesRecursive),
 			IoServicedRecursive:     blkio(s.BlkioStats.IoServicedRecursive),
 		},
+	}
+	return out
+}
+
+// memoryStat is mem in cgroup v1's terms: memory.stat's keys of v1, or
+// their v2 equivalents (anon, file_mapped, kernel).
+func memoryStat(mem cgroups.MemoryStats) *protocol.MemoryStat {
+	key := func(names ...string) uint64 {
+		for _, n := range names {
+			if v, ok := mem.Stats[n]; ok {
+				return v
+			}
+		}
+		return 0
+	}
+	out := &protocol.MemoryStat{
+		Cache:             mem.Cache,
+		RSS:               key("rss", "anon"),
+		MappedFile:        key("mapped_file", "file_mapped"),
+		PgFault:           key("pgfault"),
+		PgMajFault:        key("pgmajfault"),
+		InactiveFile:      key("inactive_file"),
+		ActiveFile:        key("active_file"),
+		TotalInactiveFile: key("total_inactive_file", "inactive_file"),
+		Usage:             &protocol.MemoryEntry{Limit: mem.Usage.Limit, Usage: mem.Usage.Usage, Max: mem.Usage.MaxUsage, Failcnt: mem.Usage.Failcnt},
+		Swap:              &protocol.MemoryEntry{Limit: mem.SwapUsage.Limit, Usage: mem.SwapUsage.Usage, Max: mem.SwapUsage.MaxUsage, Failcnt: mem.SwapUsage.Failcnt},
+		Kernel:            &protocol.MemoryEntry{Limit: mem.KernelUsage.Limit, Usage: mem.KernelUsage.Usage, Max: mem.KernelUsage.MaxUsage, Failcnt: mem.KernelUsage.Failcnt},
+	}
+	if out.Kernel.Usage == 0 {
+		out.Kernel.Usage = key("kernel") // v2
 	}
 	return out
 }
@@ -137,12 +165,16 @@ func blkio(es []cgroups.BlkioStatEntry) []protocol.BlkIOEntry {
 	return out
 }
 
-// oomKilled reads the cgroup's OOM-kill counter: memory.events (v2) or
+// oomKilled reports whether the OOM killer killed in the container's
+// cgroup.
+func (c *Container) oomKilled() bool { return c.oomKills() > 0 }
+
+// oomKills reads the cgroup's OOM-kill counter: memory.events (v2) or
 // memory.oom_control (v1).
-func (c *Container) oomKilled() bool {
+func (c *Container) oomKills() uint64 {
 	st, err := c.lc.State()
 	if err != nil {
-		return false
+		return 0
 	}
 	for key, dir := range st.CgroupPaths {
 		if key != "memory" && key != "" {
@@ -156,12 +188,12 @@ func (c *Container) oomKilled() bool {
 			for _, line := range strings.Split(string(b), "\n") {
 				k, v, ok := strings.Cut(line, " ")
 				if ok && k == "oom_kill" {
-					if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
-						return true
+					if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
+						return n
 					}
 				}
 			}
 		}
 	}
-	return false
+	return 0
 }
