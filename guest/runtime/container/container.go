@@ -29,10 +29,17 @@ const (
 // only what it still needs once created: the decoded spec and
 // libcontainer's configuration built from it are dropped (libcontainer
 // holds its own), as is the init's process spec once the init runs.
+// Once the init has started, libcontainer's object for the container (its
+// whole configuration, cgroup manager and start state: most of what a
+// running container would hold) is kept only while the agent is busy: it
+// is dropped when the agent goes idle and loaded again from libcontainer's
+// state when next needed, as runc does for each command (see lc).
 type Container struct {
 	m  *Manager
 	id string
-	lc *libcontainer.Container
+
+	lcMu sync.Mutex
+	lcs  *libcontainer.Container // nil: load from the state (see lc)
 
 	dir, scratch, rootfs string // bundle, scratch to remove, root filesystem
 	privatePid           bool   // a pid namespace of its own
@@ -52,9 +59,53 @@ type Container struct {
 }
 
 func newContainer(m *Manager, id string, b *bundle, lc *libcontainer.Container) *Container {
-	return &Container{m: m, id: id, lc: lc, dir: b.dir, scratch: b.scratch, rootfs: b.spec.Root.Path,
+	return &Container{m: m, id: id, lcs: lc, dir: b.dir, scratch: b.scratch, rootfs: b.spec.Root.Path,
 		privatePid: privatePidNS(b.spec), initSpec: b.spec.Process,
 		procs: make(map[int]*process), stopped: make(chan struct{})}
+}
+
+// lc returns libcontainer's object for the container: the one Create made
+// until the init has started, afterwards the one last loaded from
+// libcontainer's state (state.json), loading it when it was dropped.
+func (c *Container) lc() (*libcontainer.Container, error) {
+	c.lcMu.Lock()
+	defer c.lcMu.Unlock()
+	if c.lcs != nil {
+		return c.lcs, nil
+	}
+	lc, err := libcontainer.Load(c.m.lcRoot, c.id)
+	if err != nil {
+		return nil, fmt.Errorf("load container %q: %w", c.id, err)
+	}
+	c.lcs = lc
+	c.m.trim.Touch() // dropped again once the agent is idle
+	return lc, nil
+}
+
+// paused reports whether the container's cgroup is frozen.
+func (c *Container) paused() bool {
+	lc, err := c.lc()
+	if err != nil {
+		return false
+	}
+	s, err := lc.Status()
+	return err == nil && s == libcontainer.Paused
+}
+
+// releaseLC drops libcontainer's object for a container whose init has
+// started (its state is saved and loads again); a container never started
+// keeps the one Create made, which has no saved state yet. Operations
+// under way keep the object they hold.
+func (c *Container) releaseLC() {
+	c.mu.Lock()
+	keep := c.state == created || c.starting
+	c.mu.Unlock()
+	if keep {
+		return
+	}
+	c.lcMu.Lock()
+	c.lcs = nil
+	c.lcMu.Unlock()
 }
 
 // initPid is the running init's pid.
@@ -116,7 +167,7 @@ func (c *Container) exec(ctx context.Context, sp *specs.Process, params *protoco
 		return 0, fmt.Errorf("container %q is not running: %w", c.id, protocol.HrVmcomputeInvalidState)
 	}
 	// libcontainer would hang joining a frozen cgroup's namespaces.
-	if s, err := c.lc.Status(); err == nil && s == libcontainer.Paused {
+	if c.paused() {
 		return 0, fmt.Errorf("container %q is paused: %w", c.id, protocol.HrVmcomputeInvalidState)
 	}
 	p, err := c.start(ctx, sp, params, stdio, false)
@@ -185,15 +236,19 @@ func privatePidNS(spec *specs.Spec) bool {
 // so it would neither exit nor let its cgroup go (and with the signal
 // already pending it runs no further code once thawed).
 func (c *Container) killAll() {
-	pids, err := c.lc.Processes()
+	lc, err := c.lc()
+	if err != nil {
+		return
+	}
+	pids, err := lc.Processes()
 	if err != nil {
 		return
 	}
 	for _, pid := range pids {
 		_ = unix.Kill(pid, unix.SIGKILL)
 	}
-	if s, err := c.lc.Status(); err == nil && s == libcontainer.Paused {
-		_ = c.lc.Resume()
+	if s, err := lc.Status(); err == nil && s == libcontainer.Paused {
+		_ = lc.Resume()
 	}
 }
 
@@ -206,7 +261,7 @@ func (c *Container) kill() {
 	}
 	c.mu.Unlock()
 	if init != nil {
-		_ = init.p.Signal(syscall.SIGKILL)
+		_ = init.proc.Signal(syscall.SIGKILL)
 	}
 	c.killAll()
 }
@@ -255,7 +310,11 @@ func (c *Container) destroy(ctx context.Context) error {
 	if st != stopped || !c.privatePid {
 		c.killAll()
 	}
-	if err := c.lc.Destroy(); err != nil {
+	lc, err := c.lc()
+	if err != nil {
+		return err
+	}
+	if err := lc.Destroy(); err != nil {
 		return fmt.Errorf("destroy container %q: %w", c.id, err)
 	}
 	// The root file system may still be mounted inside the bundle (the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -46,8 +47,10 @@ type Config struct {
 	// container starts and execs (see cgroupWarmer).
 	NoCgroupWarmup bool
 	// TrimAfter is how long after the last create, start, exec or delete
-	// the heap's free memory is returned to the system (see
-	// internal/memtrim): 250 ms when zero, never when negative.
+	// (or load of a container's libcontainer state) libcontainer's objects
+	// of started containers are dropped and the heap's free memory is
+	// returned to the system (see internal/memtrim and Container.lc):
+	// 250 ms when zero, never when negative.
 	TrimAfter time.Duration
 }
 
@@ -124,7 +127,7 @@ func New(cfg Config) (*Manager, error) {
 		cfg.TrimAfter = defaultTrimAfter
 	}
 	if cfg.TrimAfter > 0 {
-		m.trim = memtrim.New(cfg.TrimAfter, nil)
+		m.trim = memtrim.New(cfg.TrimAfter, m.idle)
 	}
 	for _, d := range []string{m.lcRoot, filepath.Join(root, "c")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -132,6 +135,24 @@ func New(cfg Config) (*Manager, error) {
 		}
 	}
 	return m, nil
+}
+
+// idle runs once the agent has been quiet for TrimAfter: it drops
+// libcontainer's objects of started containers (see Container.lc) and
+// returns the heap's free memory, theirs included, to the system.
+func (m *Manager) idle() {
+	m.mu.Lock()
+	cs := make([]*Container, 0, len(m.containers))
+	for _, c := range m.containers {
+		if c != nil {
+			cs = append(cs, c)
+		}
+	}
+	m.mu.Unlock()
+	for _, c := range cs {
+		c.releaseLC()
+	}
+	debug.FreeOSMemory()
 }
 
 // get returns container id or a not-found error.

@@ -64,7 +64,7 @@ func (p *process) signal(sig syscall.Signal) error {
 		return fmt.Errorf("process %d has exited: %w", p.pid, protocol.HrNotFound)
 	default:
 	}
-	if err := p.p.Signal(sig); err != nil {
+	if err := p.proc.Signal(sig); err != nil {
 		if errors.Is(err, os.ErrProcessDone) {
 			return fmt.Errorf("process %d has exited: %w", p.pid, protocol.HrNotFound)
 		}
@@ -112,8 +112,10 @@ func (m *Manager) Shutdown(ctx context.Context, id string, force bool) error {
 	if force {
 		sig = syscall.SIGKILL
 		// A frozen container cannot act on the signal.
-		if s, err := c.lc.Status(); err == nil && s == libcontainer.Paused {
-			_ = c.lc.Resume()
+		if lc, err := c.lc(); err == nil {
+			if s, err := lc.Status(); err == nil && s == libcontainer.Paused {
+				_ = lc.Resume()
+			}
 		}
 	}
 	if err := init.signal(sig); err != nil && !errors.Is(err, protocol.HrNotFound) {
@@ -128,7 +130,11 @@ func (m *Manager) Pause(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.lc.Pause(); err != nil {
+	lc, err := c.lc()
+	if err != nil {
+		return err
+	}
+	if err := lc.Pause(); err != nil {
 		return fmt.Errorf("pause %q: %w", id, err)
 	}
 	return nil
@@ -140,7 +146,11 @@ func (m *Manager) Resume(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.lc.Resume(); err != nil {
+	lc, err := c.lc()
+	if err != nil {
+		return err
+	}
+	if err := lc.Resume(); err != nil {
 		if errors.Is(err, libcontainer.ErrNotPaused) {
 			return fmt.Errorf("container %q is not paused: %w", id, protocol.HrVmcomputeInvalidState)
 		}
@@ -174,7 +184,11 @@ func (m *Manager) Update(ctx context.Context, id string, r *specs.LinuxResources
 	if err != nil {
 		return err
 	}
-	cfg := c.lc.Config()
+	lc, err := c.lc()
+	if err != nil {
+		return err
+	}
+	cfg := lc.Config()
 	res := cfg.Cgroups.Resources
 	if mem := r.Memory; mem != nil {
 		if mem.Limit != nil {
@@ -208,7 +222,7 @@ func (m *Manager) Update(ctx context.Context, id string, r *specs.LinuxResources
 		l := *r.Pids.Limit
 		res.PidsLimit = &l
 	}
-	if err := c.lc.Set(cfg); err != nil {
+	if err := lc.Set(cfg); err != nil {
 		return fmt.Errorf("update %q: %w", id, err)
 	}
 	return nil

@@ -25,7 +25,7 @@ import (
 // process is a container's init or exec.
 type process struct {
 	pid   int
-	p     *libcontainer.Process
+	proc  *os.Process
 	relay *runtime.Relay
 	exit  chan struct{} // closed once the exit status is known
 	done  chan struct{} // closed once exited and drained
@@ -107,8 +107,16 @@ func (c *Container) start(ctx context.Context, sp *specs.Process, params *protoc
 			lp.Stderr = f[2]
 		}
 	}
+	lc, err := c.lc()
+	if err != nil {
+		if relay != nil {
+			relay.Close()
+		}
+		closePending(pending)
+		return nil, err
+	}
 	pid, err := c.m.cfg.Reaper.Start(func() (int, error) {
-		if err := c.lc.Run(lp); err != nil {
+		if err := lc.Run(lp); err != nil {
 			return 0, err
 		}
 		return lp.Pid()
@@ -129,6 +137,16 @@ func (c *Container) start(ctx context.Context, sp *specs.Process, params *protoc
 			relay.Close()
 		}
 	}
+	// The process is known by a pidfd of its own from here on, as
+	// libcontainer knows it (its Process.Wait is this Wait, on the same
+	// kind of handle): libcontainer's process object, which holds its
+	// container object and with it the whole configuration, is not kept.
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		abandon()
+		closePending(pending)
+		return nil, err
+	}
 	stdio, err := pending.Wait()
 	if err != nil {
 		abandon()
@@ -147,7 +165,7 @@ func (c *Container) start(ctx context.Context, sp *specs.Process, params *protoc
 	}
 	relay.Start()
 	log.G(ctx).WithFields(map[string]any{log.FieldContainerID: c.id, log.FieldProcessID: pid, "init": init}).Debug("container process started")
-	return &process{pid: pid, p: lp, relay: relay, exit: make(chan struct{}), done: make(chan struct{})}, nil
+	return &process{pid: pid, proc: proc, relay: relay, exit: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // closePending closes the connections of a dial the start no longer needs.
@@ -175,7 +193,7 @@ func startError(err error) error {
 // waitExit collects the exit status of the exited process and ends its
 // tracking.
 func (p *process) waitExit(r *runtime.Reaper) {
-	st, _ := p.p.Wait() // returns at once; a non-zero exit is an error, the status says all
+	st, _ := p.proc.Wait() // returns at once: the process has exited
 	r.Untrack(p.pid)
 	if st != nil {
 		p.code = runtime.ExitCode(st.Sys().(syscall.WaitStatus))

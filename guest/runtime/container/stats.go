@@ -23,10 +23,18 @@ func (m *Manager) Properties(ctx context.Context, id string, q protocol.Property
 		return nil, err
 	}
 	var props protocol.Properties
+	var lc *libcontainer.Container
+	if slices.ContainsFunc(q.PropertyTypes, func(t string) bool {
+		return t == protocol.PropertyTypeProcessList || t == protocol.PropertyTypeStatistics
+	}) {
+		if lc, err = c.lc(); err != nil {
+			return nil, err
+		}
+	}
 	for _, t := range q.PropertyTypes {
 		switch t {
 		case protocol.PropertyTypeProcessList:
-			pids, err := c.lc.Processes()
+			pids, err := lc.Processes()
 			if err != nil {
 				return nil, fmt.Errorf("list processes: %w", err)
 			}
@@ -35,7 +43,7 @@ func (m *Manager) Properties(ctx context.Context, id string, q protocol.Property
 				props.ProcessList = append(props.ProcessList, protocol.ProcessDetails{ProcessID: uint32(pid)})
 			}
 		case protocol.PropertyTypeStatistics:
-			st, err := c.lc.Stats()
+			st, err := lc.Stats()
 			if err != nil {
 				return nil, fmt.Errorf("statistics: %w", err)
 			}
@@ -93,7 +101,7 @@ func (c *Container) describe() protocol.ContainerState {
 	}
 	c.mu.Unlock()
 	if st.Status == protocol.StatusRunning {
-		if s, err := c.lc.Status(); err == nil && s == libcontainer.Paused {
+		if c.paused() {
 			st.Status = protocol.StatusPaused
 		}
 	}
@@ -172,7 +180,11 @@ func (c *Container) oomKilled() bool { return c.oomKills() > 0 }
 // oomKills reads the cgroup's OOM-kill counter: memory.events (v2) or
 // memory.oom_control (v1).
 func (c *Container) oomKills() uint64 {
-	st, err := c.lc.State()
+	lc, err := c.lc()
+	if err != nil {
+		return 0
+	}
+	st, err := lc.State()
 	if err != nil {
 		return 0
 	}
