@@ -31,9 +31,10 @@ const (
 // holds its own), as is the init's process spec once the init runs.
 // Once the init has started, libcontainer's object for the container (its
 // whole configuration, cgroup manager and start state: most of what a
-// running container would hold) is kept only while the agent is busy: it
-// is dropped when the agent goes idle and loaded again from libcontainer's
-// state when next needed, as runc does for each command (see lc).
+// running container would hold) is dropped, and loaded again from
+// libcontainer's state when next needed, as runc does for each command; a
+// loaded one is kept while the agent is busy and dropped when it goes idle
+// (see lc).
 type Container struct {
 	m  *Manager
 	id string
@@ -155,6 +156,9 @@ func (c *Container) startInit(ctx context.Context, params *protocol.ProcessParam
 	}
 	c.init, c.state, c.initSpec = p, running, nil
 	c.mu.Unlock()
+	// The object Create made holds the start's state too: dropped now,
+	// so that a burst of starts reuses its memory instead of adding to it.
+	c.releaseLC()
 	c.m.cfg.Reaper.OnExit(p.pid, func() { c.waitInit(ctx, p) })
 	return p.pid, nil
 }
