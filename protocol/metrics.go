@@ -3,10 +3,19 @@ package protocol
 // Metrics is Properties.LCOWMetrics: a container's cgroup statistics in the
 // JSON shape of containerd's cgroup v1 metrics, which hcsshim hosts decode.
 type Metrics struct {
-	Pids   *PidsStat   `json:"pids,omitempty"`
-	CPU    *CPUStat    `json:"cpu,omitempty"`
-	Memory *MemoryStat `json:"memory,omitempty"`
-	Blkio  *BlkIOStat  `json:"blkio,omitempty"`
+	Pids             *PidsStat         `json:"pids,omitempty"`
+	CPU              *CPUStat          `json:"cpu,omitempty"`
+	Memory           *MemoryStat       `json:"memory,omitempty"`
+	Blkio            *BlkIOStat        `json:"blkio,omitempty"`
+	MemoryOomControl *MemoryOomControl `json:"memory_oom_control,omitempty"`
+}
+
+// MemoryOomControl is the memory controller's OOM state; OomKill counts
+// the processes the OOM killer took in the container.
+type MemoryOomControl struct {
+	OomKillDisable uint64 `json:"oom_kill_disable,omitempty"`
+	UnderOom       uint64 `json:"under_oom,omitempty"`
+	OomKill        uint64 `json:"oom_kill,omitempty"`
 }
 
 // PidsStat counts a container's tasks.
@@ -38,9 +47,16 @@ type Throttled struct {
 
 // MemoryStat is a container's memory use, in bytes.
 type MemoryStat struct {
-	Cache uint64       `json:"cache,omitempty"`
-	Usage *MemoryEntry `json:"usage,omitempty"`
-	Swap  *MemoryEntry `json:"swap,omitempty"`
+	Cache             uint64       `json:"cache,omitempty"`
+	RSS               uint64       `json:"rss,omitempty"`
+	MappedFile        uint64       `json:"mapped_file,omitempty"`
+	PgFault           uint64       `json:"pg_fault,omitempty"`
+	PgMajFault        uint64       `json:"pg_maj_fault,omitempty"`
+	TotalInactiveFile uint64       `json:"total_inactive_file,omitempty"`
+	TotalActiveFile   uint64       `json:"total_active_file,omitempty"`
+	Usage             *MemoryEntry `json:"usage,omitempty"`
+	Swap              *MemoryEntry `json:"swap,omitempty"`
+	Kernel            *MemoryEntry `json:"kernel,omitempty"`
 }
 
 // MemoryEntry is one memory counter with its limit.

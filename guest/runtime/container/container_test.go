@@ -148,9 +148,12 @@ func TestMetrics(t *testing.T) {
 	s.CpuStats.CpuUsage.TotalUsage = 10
 	s.MemoryStats.Usage = cgroups.MemoryData{Usage: 20, Limit: 30}
 	s.PidsStats.Current = 2
+	s.MemoryStats.Stats = map[string]uint64{"anon": 5, "inactive_file": 6, "pgmajfault": 7, "kernel": 8}
 	s.BlkioStats.IoServiceBytesRecursive = []cgroups.BlkioStatEntry{{Major: 8, Op: "Read", Value: 4}}
-	b, _ := json.Marshal(metrics(&s))
-	for _, want := range []string{`"cpu":{"usage":{"total":10}`, `"usage":{"limit":30,"usage":20}`, `"pids":{"current":2}`, `"io_service_bytes_recursive":[{"op":"Read","major":8,"value":4}]`} {
+	b, _ := json.Marshal(metrics(&s, 3))
+	for _, want := range []string{`"cpu":{"usage":{"total":10}`, `"usage":{"limit":30,"usage":20}`, `"pids":{"current":2}`,
+		`"io_service_bytes_recursive":[{"op":"Read","major":8,"value":4}]`, `"rss":5`, `"total_inactive_file":6`, `"pg_maj_fault":7`,
+		`"kernel":{"usage":8}`, `"memory_oom_control":{"oom_kill":3}`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("metrics %s lacks %s", b, want)
 		}

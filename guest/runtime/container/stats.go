@@ -39,7 +39,7 @@ func (m *Manager) Properties(ctx context.Context, id string, q protocol.Property
 			if err != nil {
 				return nil, fmt.Errorf("statistics: %w", err)
 			}
-			b, err := json.Marshal(metrics(st.CgroupStats))
+			b, err := json.Marshal(metrics(st.CgroupStats, c.oomKills()))
 			if err != nil {
 				return nil, err
 			}
@@ -98,7 +98,9 @@ func (c *Container) describe() protocol.ContainerState {
 	return st
 }
 
-func metrics(s *cgroups.Stats) *protocol.Metrics {
+// metrics are a container's cgroup statistics (v1 or v2) in the shape of
+// cgroup v1 metrics, with the OOM kills its memory controller counted.
+func metrics(s *cgroups.Stats, oomKills uint64) *protocol.Metrics {
 	if s == nil {
 		return &protocol.Metrics{}
 	}
@@ -118,15 +120,52 @@ func metrics(s *cgroups.Stats) *protocol.Metrics {
 		},
 		Memory: &protocol.MemoryStat{
 			Cache: mem.Cache,
-			Usage: &protocol.MemoryEntry{Limit: mem.Usage.Limit, Usage: mem.Usage.Usage, Max: mem.Usage.MaxUsage, Failcnt: mem.Usage.Failcnt},
-			Swap:  &protocol.MemoryEntry{Limit: mem.SwapUsage.Limit, Usage: mem.SwapUsage.Usage, Max: mem.SwapUsage.MaxUsage, Failcnt: mem.SwapUsage.Failcnt},
+			// memory.stat's names: v1's, else v2's.
+			RSS:               stat(mem.Stats, "rss", "anon"),
+			MappedFile:        stat(mem.Stats, "mapped_file", "file_mapped"),
+			PgFault:           stat(mem.Stats, "pgfault"),
+			PgMajFault:        stat(mem.Stats, "pgmajfault"),
+			TotalInactiveFile: stat(mem.Stats, "total_inactive_file", "inactive_file"),
+			TotalActiveFile:   stat(mem.Stats, "total_active_file", "active_file"),
+			Usage:             &protocol.MemoryEntry{Limit: mem.Usage.Limit, Usage: mem.Usage.Usage, Max: mem.Usage.MaxUsage, Failcnt: mem.Usage.Failcnt},
+			Swap:              &protocol.MemoryEntry{Limit: mem.SwapUsage.Limit, Usage: mem.SwapUsage.Usage, Max: mem.SwapUsage.MaxUsage, Failcnt: mem.SwapUsage.Failcnt},
+			Kernel:            kernelMemory(mem),
 		},
+		MemoryOomControl: &protocol.MemoryOomControl{OomKill: oomKills},
 		Blkio: &protocol.BlkIOStat{
 			IoServiceBytesRecursive: blkio(s.BlkioStats.IoServiceBytesRecursive),
 			IoServicedRecursive:     blkio(s.BlkioStats.IoServicedRecursive),
 		},
 	}
 	return out
+}
+
+// stat is the first of keys memory.stat has, or 0.
+func stat(m map[string]uint64, keys ...string) uint64 {
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			return v
+		}
+	}
+	return 0
+}
+
+// kernelMemory is the kernel's memory charged to the cgroup: v1's kmem
+// counters, else v2's memory.stat "kernel" (Linux 5.18 and later), else
+// the sum of its kernel parts.
+func kernelMemory(mem cgroups.MemoryStats) *protocol.MemoryEntry {
+	k := mem.KernelUsage
+	if k.Usage != 0 || k.Limit != 0 {
+		return &protocol.MemoryEntry{Limit: k.Limit, Usage: k.Usage, Max: k.MaxUsage, Failcnt: k.Failcnt}
+	}
+	if v, ok := mem.Stats["kernel"]; ok {
+		return &protocol.MemoryEntry{Usage: v}
+	}
+	var sum uint64
+	for _, key := range []string{"kernel_stack", "pagetables", "percpu", "sock", "vmalloc", "slab"} {
+		sum += mem.Stats[key]
+	}
+	return &protocol.MemoryEntry{Usage: sum}
 }
 
 func blkio(es []cgroups.BlkioStatEntry) []protocol.BlkIOEntry {
@@ -137,12 +176,16 @@ func blkio(es []cgroups.BlkioStatEntry) []protocol.BlkIOEntry {
 	return out
 }
 
-// oomKilled reads the cgroup's OOM-kill counter: memory.events (v2) or
+// oomKilled reports whether the OOM killer took a process of the
+// container.
+func (c *Container) oomKilled() bool { return c.oomKills() > 0 }
+
+// oomKills reads the cgroup's OOM-kill counter: memory.events (v2) or
 // memory.oom_control (v1).
-func (c *Container) oomKilled() bool {
+func (c *Container) oomKills() uint64 {
 	st, err := c.lc.State()
 	if err != nil {
-		return false
+		return 0
 	}
 	for key, dir := range st.CgroupPaths {
 		if key != "memory" && key != "" {
@@ -156,12 +199,12 @@ func (c *Container) oomKilled() bool {
 			for _, line := range strings.Split(string(b), "\n") {
 				k, v, ok := strings.Cut(line, " ")
 				if ok && k == "oom_kill" {
-					if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
-						return true
+					if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
+						return n
 					}
 				}
 			}
 		}
 	}
-	return false
+	return 0
 }
