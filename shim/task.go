@@ -87,6 +87,11 @@ func guestSpec(s *specs.Spec, root string, pod podTask) (*specs.Spec, []hostBind
 	if err := rewritePod(&g, pod); err != nil {
 		return nil, nil, err
 	}
+	if host, err := readHostMounts(); err != nil {
+		return nil, nil, err
+	} else if g.Mounts, err = withSubmounts(g.Mounts, host); err != nil {
+		return nil, nil, err
+	}
 	var binds []hostBind
 	for i, m := range g.Mounts {
 		if !isHostBind(m) || isGuestBind(m) {
