@@ -78,6 +78,7 @@ type Service struct {
 	sb     sandbox
 	cfg    Config
 	cache  *layers.Cache
+	cgroup vmCgroup // the pod's, on the host; nil outside a pod
 	tasks  map[string]*shimTask
 
 	shutdown chan struct{} // a Shutdown found no task left

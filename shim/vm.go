@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -31,6 +32,14 @@ func (s *Service) Close(ctx context.Context) error {
 	}
 	err := sb.Close(ctx)
 	os.Remove(filepath.Join(s.opts.StateDir, "qemu.pid"))
+	s.mu.Lock()
+	cg := s.cgroup
+	s.mu.Unlock()
+	if cg != nil {
+		if cerr := cg.Delete(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("remove the VM's cgroup: %w", cerr))
+		}
+	}
 	return err
 }
 
@@ -84,9 +93,15 @@ func (s *Service) ensureVM(ctx context.Context, opts *anypb.Any, spec *specs.Spe
 	if err := os.WriteFile(filepath.Join(s.opts.StateDir, "qemu.pid"), []byte(fmt.Sprint(sb.Pid())), 0o600); err != nil {
 		log.G(ctx).WithError(err).Warn("write qemu.pid")
 	}
+	var cg vmCgroup
+	if spec != nil && spec.Linux != nil && podOf(spec).role == podSandbox {
+		if cg, err = joinCgroup(spec.Linux.CgroupsPath, sb.Pid()); err != nil {
+			log.G(ctx).WithError(err).Warn("the pod's cgroup on the host")
+		}
+	}
 	cache = layers.NewCache(cfg.LayerCache)
 	s.mu.Lock()
-	s.sb, s.cache, s.cfg = sb, cache, cfg
+	s.sb, s.cache, s.cfg, s.cgroup = sb, cache, cfg, cg
 	s.mu.Unlock()
 	go s.watchVM(sb)
 	go func() {

@@ -1,10 +1,12 @@
 package cri
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +65,9 @@ func podOfTwo(t *testing.T, n *node) {
 		"metadata":      map[string]any{"name": name, "namespace": "default", "uid": name + "-" + n.id},
 		"hostname":      name,
 		"log_directory": filepath.Join(n.dir, "logs", name),
-		"linux":         map[string]any{"cgroup_parent": n.cgroupParent},
+		// The pod's resources size its VM: the configured 512 MiB plus
+		// these 256.
+		"linux": map[string]any{"cgroup_parent": n.cgroupParent, "resources": map[string]any{"memory_limit_in_bytes": 256 << 20}},
 	}
 	podPath := writeJSON(t, filepath.Join(n.dir, name+"-pod.json"), cfg)
 	podID := n.okCrictl(t, "runp", "--runtime", HandlerUVMGCS, podPath)
@@ -86,9 +90,72 @@ func podOfTwo(t *testing.T, n *node) {
 	if got := n.okCrictl(t, "exec", "-s", server, "hostname"); got != name {
 		t.Errorf("hostname %q, want %q", got, name)
 	}
-	n.okCrictl(t, "stopp", podID)
-	n.okCrictl(t, "rmp", podID)
+	n.checkPodStats(t, podID)
+	meminfo := n.okCrictl(t, "exec", "-s", client, "head", "-n1", "/proc/meminfo")
+	if f := strings.Fields(meminfo); len(f) < 2 || atoi(f[1]) < 700<<10 {
+		t.Errorf("the pod's VM is not sized from the pod's resources (512+256 MiB): %s", meminfo)
+	}
+
+	// attach: stdin reaches the container and its output comes back;
+	// with stdin_once the container's stdin closes with the attach's.
+	echo := n.okCrictl(t, "create", podID, writeJSON(t, filepath.Join(n.dir, "echo-ctr.json"), map[string]any{
+		"metadata": map[string]any{"name": "echo"},
+		"image":    map[string]any{"image": busyboxImage},
+		"command":  []string{"cat"},
+		"stdin":    true, "stdin_once": true,
+		"log_path": "echo.log",
+	}), podPath)
+	n.okCrictl(t, "start", echo)
+	if out, err := n.crictlIn("attached\n", "attach", "-i", echo); err != nil || !strings.Contains(out, "attached") {
+		t.Errorf("attach: %q %v", out, err)
+	}
+	n.waitExited(t, echo, 0, "Completed")
+	if got := n.okCrictl(t, "logs", echo); got != "attached" {
+		t.Errorf("logs of the attached container: %q", got)
+	}
+
+	// Removed in another order: a container stopped and removed first,
+	// then the pod removed without a stopp.
+	n.okCrictl(t, "stop", client)
+	n.okCrictl(t, "rm", client)
+	n.okCrictl(t, "rmp", "--force", podID)
 	assertGone(t, netns)
+}
+
+// crictlIn runs crictl on n with stdin; its output, trimmed.
+func (n *node) crictlIn(stdin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := n.inNetns(ctx, filepath.Join(toolsDir(), "crictl"), append([]string{"--runtime-endpoint", "unix://" + n.sock, "--timeout", "60s"}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// waitExited waits for container id to exit and checks its exit code and
+// reason as crictl inspect gives them.
+func (n *node) waitExited(t *testing.T, id string, code int, reason string) {
+	t.Helper()
+	var st struct {
+		Status struct {
+			State    string `json:"state"`
+			ExitCode int    `json:"exitCode"`
+			Reason   string `json:"reason"`
+		} `json:"status"`
+	}
+	waitFor(t, "container "+id+" to exit", func() (bool, string) {
+		out, err := n.crictl("inspect", "-o", "json", id)
+		if err != nil {
+			return false, out
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return false, err.Error()
+		}
+		return st.Status.State == "CONTAINER_EXITED" && st.Status.Reason != "", out
+	})
+	if st.Status.ExitCode != code || st.Status.Reason != reason {
+		t.Errorf("container %s exited with %d (%s), want %d (%s)", id, st.Status.ExitCode, st.Status.Reason, code, reason)
+	}
 }
 
 // oomPod: a container over its memory limit is OOMKilled, as crictl
@@ -113,29 +180,53 @@ func oomPod(t *testing.T, n *node) {
 	}
 	cid := n.okCrictl(t, "create", podID, writeJSON(t, filepath.Join(n.dir, "hog-ctr.json"), ctr), podPath)
 	n.okCrictl(t, "start", cid)
-	var st struct {
-		Status struct {
-			State    string `json:"state"`
-			ExitCode int    `json:"exitCode"`
-			Reason   string `json:"reason"`
-		} `json:"status"`
-	}
-	waitFor(t, "the container's OOM kill", func() (bool, string) {
-		out, err := n.crictl("inspect", "-o", "json", cid)
-		if err != nil {
-			return false, out
-		}
-		if err := json.Unmarshal([]byte(out), &st); err != nil {
-			return false, err.Error()
-		}
-		return st.Status.State == "CONTAINER_EXITED" && st.Status.Reason != "", out
-	})
-	if st.Status.Reason != "OOMKilled" || st.Status.ExitCode != 137 {
-		t.Errorf("container over its memory limit: reason %q exit code %d, want OOMKilled 137", st.Status.Reason, st.Status.ExitCode)
-	}
+	n.waitExited(t, cid, 137, "OOMKilled")
+	// A plain non-zero exit is an Error, with its code.
+	seven := n.okCrictl(t, "create", podID, n.containerConfig(t, "seven", "sh", "-c", "exit 7"), podPath)
+	n.okCrictl(t, "start", seven)
+	n.waitExited(t, seven, 7, "Error")
 	n.okCrictl(t, "stopp", podID)
 	n.okCrictl(t, "rmp", podID)
 	assertGone(t, netns)
+}
+
+// checkPodStats: crictl statsp gives the pod's memory working set (the
+// VM's, in the pod's cgroup on the node) and its containers' stats.
+func (n *node) checkPodStats(t *testing.T, podID string) {
+	t.Helper()
+	var stats struct {
+		Stats []struct {
+			Attributes struct {
+				ID string `json:"id"`
+			} `json:"attributes"`
+			Linux struct {
+				Memory struct {
+					WorkingSetBytes struct {
+						Value string `json:"value"`
+					} `json:"workingSetBytes"`
+				} `json:"memory"`
+				Containers []struct {
+					Attributes struct {
+						ID string `json:"id"`
+					} `json:"attributes"`
+				} `json:"containers"`
+			} `json:"linux"`
+		} `json:"stats"`
+	}
+	out := n.okCrictl(t, "statsp", "-o", "json", "--id", podID)
+	if err := json.Unmarshal([]byte(out), &stats); err != nil {
+		t.Fatalf("statsp: %v: %s", err, out)
+	}
+	if len(stats.Stats) != 1 || stats.Stats[0].Attributes.ID != podID {
+		t.Fatalf("statsp: %s", out)
+	}
+	l := stats.Stats[0].Linux
+	if ws, _ := strconv.ParseUint(l.Memory.WorkingSetBytes.Value, 10, 64); ws < 16<<20 {
+		t.Errorf("the pod's memory working set %q is not a VM's:\n%s", l.Memory.WorkingSetBytes.Value, out)
+	}
+	if len(l.Containers) != 2 {
+		t.Errorf("statsp lists %d containers, want 2:\n%s", len(l.Containers), out)
+	}
 }
 
 // podNetns is the CNI network namespace containerd made for pod id.
@@ -187,4 +278,9 @@ func (n *node) assertNoPodLeft(t *testing.T) {
 	for _, e := range ents {
 		t.Errorf("shim group directory %s left", e.Name())
 	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
