@@ -38,7 +38,8 @@ var critestFocus = []string{
 }
 
 // critestSkip are the specs inside those groups that cannot apply to a
-// VM pod; README.md gives each one's reason.
+// VM pod, or not to this node; README.md gives each one's reason. Both
+// handlers run the same specs.
 var critestSkip = []string{
 	`HostNetwork|HostPID|HostIpc|host network|host PID|host IPC|hostNetwork|hostPID|hostIPC`,
 	`[Pp]ort[Ff]orward|port forward`,
@@ -51,15 +52,7 @@ var critestSkip = []string{
 	// Debian busybox's sh runs applets without exec, so a masked /bin/ls
 	// is never executed.
 	`runtime should support MaskedPaths`,
-	// With runc on containerd 1.6 and 2.4.2 alike, the timed-out exec
-	// (`sleep`) is still found by `pgrep sleep` (our image's pidof) right
-	// after ExecSync returns: not yet explained (README.md).
-	`runtime should support execSync with timeout`,
 }
-
-// critestSkipVM are the specs that cannot apply to a VM pod beyond
-// critestSkip; README.md gives each one's reason.
-var critestSkipVM = []string{}
 
 // critestSkip16 are containerd 1.6's own failures, the same on any
 // runtime.
@@ -249,9 +242,6 @@ func runCritest(t *testing.T, n *node, handler string) critestResult {
 	skip := critestSkip
 	if !v.v2 {
 		skip = append(append([]string(nil), skip...), critestSkip16...)
-	}
-	if handler == HandlerUVMGCS {
-		skip = append(append([]string(nil), skip...), critestSkipVM...)
 	}
 	focus := strings.Join(critestFocus, "|")
 	if f := os.Getenv("UVMGCS_CRITEST_FOCUS"); f != "" {
