@@ -49,14 +49,14 @@ func TestCgroupMetrics(t *testing.T) {
 	m := CgroupMetrics(&protocol.Metrics{
 		Pids: &protocol.PidsStat{Current: 3, Limit: 10},
 		CPU:  &protocol.CPUStat{Usage: &protocol.CPUUsage{Total: 5, User: 3, Kernel: 2, PerCPU: []uint64{5}}},
-		Memory: &protocol.MemoryStat{Cache: 7, Usage: &protocol.MemoryEntry{Usage: 100, Limit: 200, Max: 150, Failcnt: 1},
-			TotalInactiveFile: 4, PgMajFault: 6, Kernel: &protocol.MemoryEntry{Usage: 11}},
-		MemoryOomControl: &protocol.MemoryOomControl{OomKill: 2},
+		Memory: &protocol.MemoryStat{Cache: 7, RSS: 11, TotalInactiveFile: 12, Kernel: &protocol.MemoryEntry{Usage: 13},
+			Usage: &protocol.MemoryEntry{Usage: 100, Limit: 200, Max: 150, Failcnt: 1}},
 		Blkio:            &protocol.BlkIOStat{IoServicedRecursive: []protocol.BlkIOEntry{{Op: "Read", Major: 8, Value: 9}}},
+		MemoryOomControl: &protocol.MemoryOomControl{OomKill: 2},
 	})
 	if m.Pids.Current != 3 || m.Pids.Limit != 10 || m.CPU.Usage.Total != 5 || m.CPU.Usage.PerCPU[0] != 5 ||
 		m.Memory.Cache != 7 || m.Memory.Usage.Max != 150 || m.Memory.Usage.Failcnt != 1 ||
-		m.Memory.TotalInactiveFile != 4 || m.Memory.PgMajFault != 6 || m.Memory.Kernel.Usage != 11 || m.MemoryOomControl.OomKill != 2 ||
+		m.Memory.RSS != 11 || m.Memory.TotalInactiveFile != 12 || m.Memory.Kernel.Usage != 13 || m.MemoryOomControl.OomKill != 2 ||
 		m.Blkio.IoServicedRecursive[0].Value != 9 || m.Blkio.IoServicedRecursive[0].Major != 8 {
 		t.Fatalf("converted %+v", m)
 	}

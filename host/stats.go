@@ -38,13 +38,14 @@ func CgroupMetrics(m *protocol.Metrics) *stats.Metrics {
 		}
 	}
 	if mem := m.Memory; mem != nil {
-		out.Memory = &stats.MemoryStat{Cache: mem.Cache, RSS: mem.RSS, MappedFile: mem.MappedFile,
-			PgFault: mem.PgFault, PgMajFault: mem.PgMajFault,
-			TotalInactiveFile: mem.TotalInactiveFile, TotalActiveFile: mem.TotalActiveFile,
-			Usage: memEntry(mem.Usage), Swap: memEntry(mem.Swap), Kernel: memEntry(mem.Kernel)}
+		out.Memory = &stats.MemoryStat{
+			Cache: mem.Cache, RSS: mem.RSS, MappedFile: mem.MappedFile, PgFault: mem.PgFault, PgMajFault: mem.PgMajFault,
+			InactiveFile: mem.InactiveFile, ActiveFile: mem.ActiveFile, TotalInactiveFile: mem.TotalInactiveFile,
+			Usage: memEntry(mem.Usage), Swap: memEntry(mem.Swap), Kernel: memEntry(mem.Kernel),
+		}
 	}
 	if o := m.MemoryOomControl; o != nil {
-		out.MemoryOomControl = &stats.MemoryOomControl{OomKillDisable: o.OomKillDisable, UnderOom: o.UnderOom, OomKill: o.OomKill}
+		out.MemoryOomControl = &stats.MemoryOomControl{OomKill: o.OomKill}
 	}
 	if b := m.Blkio; b != nil {
 		out.Blkio = &stats.BlkIOStat{

@@ -10,12 +10,9 @@ type Metrics struct {
 	MemoryOomControl *MemoryOomControl `json:"memory_oom_control,omitempty"`
 }
 
-// MemoryOomControl is the memory controller's OOM state; OomKill counts
-// the processes the OOM killer took in the container.
+// MemoryOomControl counts the OOM killer's kills in a container's cgroup.
 type MemoryOomControl struct {
-	OomKillDisable uint64 `json:"oom_kill_disable,omitempty"`
-	UnderOom       uint64 `json:"under_oom,omitempty"`
-	OomKill        uint64 `json:"oom_kill,omitempty"`
+	OomKill uint64 `json:"oom_kill,omitempty"`
 }
 
 // PidsStat counts a container's tasks.
@@ -46,14 +43,18 @@ type Throttled struct {
 }
 
 // MemoryStat is a container's memory use, in bytes.
+// Field names are those of containerd's cgroup v1 Metrics (which
+// hcsshim's host decodes); under cgroup v2 they carry memory.stat's
+// equivalents (anon for rss, file_mapped for mapped_file).
 type MemoryStat struct {
 	Cache             uint64       `json:"cache,omitempty"`
 	RSS               uint64       `json:"rss,omitempty"`
 	MappedFile        uint64       `json:"mapped_file,omitempty"`
 	PgFault           uint64       `json:"pg_fault,omitempty"`
 	PgMajFault        uint64       `json:"pg_maj_fault,omitempty"`
+	InactiveFile      uint64       `json:"inactive_file,omitempty"`
+	ActiveFile        uint64       `json:"active_file,omitempty"`
 	TotalInactiveFile uint64       `json:"total_inactive_file,omitempty"`
-	TotalActiveFile   uint64       `json:"total_active_file,omitempty"`
 	Usage             *MemoryEntry `json:"usage,omitempty"`
 	Swap              *MemoryEntry `json:"swap,omitempty"`
 	Kernel            *MemoryEntry `json:"kernel,omitempty"`

@@ -59,6 +59,21 @@ func podOf(s *specs.Spec) podTask {
 	return podTask{}
 }
 
+// validate refuses pod annotations that name no sandbox, or, on a
+// sandbox, another one than the task.
+func (p podTask) validate(taskID string) error {
+	if p.role == notPod {
+		return nil
+	}
+	if len(p.sandboxID) > maxIDLength || !validID.MatchString(p.sandboxID) {
+		return fmt.Errorf("annotation %s %q: %w", annotationSandboxID, p.sandboxID, errdefs.ErrInvalidArgument)
+	}
+	if p.role == podSandbox && p.sandboxID != taskID {
+		return fmt.Errorf("sandbox %q names sandbox %q in %s: %w", taskID, p.sandboxID, annotationSandboxID, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
 // netnsPath is the host network namespace a sandbox's spec names (CNI's
 // /var/run/netns/cni-…), or "".
 func netnsPath(s *specs.Spec) string {
@@ -85,7 +100,7 @@ const podShmOptions = "nosuid,nodev,noexec,mode=1777,size=65536k"
 // (the sandbox joins the guest namespace of the pod's network; net, ipc
 // and uts of a container are the sandbox's, which the agent joins by the
 // CRI annotations; a shared pid namespace is the sandbox init's), /dev/shm
-// is a tmpfs of the sandbox that the containers bind, and a cgroups path
+// is the pod's tmpfs in the guest (MountPodShm), and a cgroups path
 // the guest cannot take (systemd's slice:prefix:name) is left to the
 // guest. g is the guest's copy; it is changed in place. Other host
 // namespace paths are refused.

@@ -1,8 +1,11 @@
 package shim
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -131,6 +134,25 @@ func TestRewritePodWorkload(t *testing.T) {
 	}
 }
 
+func TestPodValidate(t *testing.T) {
+	for _, c := range []struct {
+		p    podTask
+		task string
+		ok   bool
+	}{
+		{podTask{}, "x", true},
+		{podTask{role: podSandbox, sandboxID: "sb1"}, "sb1", true},
+		{podTask{role: podSandbox, sandboxID: "sb2"}, "sb1", false},
+		{podTask{role: podWorkload, sandboxID: "sb1"}, "c1", true},
+		{podTask{role: podWorkload, sandboxID: "../../etc"}, "c1", false},
+		{podTask{role: podSandbox, sandboxID: ""}, "", false},
+	} {
+		if err := c.p.validate(c.task); (err == nil) != c.ok || (err != nil && !errdefs.IsInvalidArgument(err)) {
+			t.Errorf("%+v of task %q: %v", c.p, c.task, err)
+		}
+	}
+}
+
 func TestPodSize(t *testing.T) {
 	cfg := Config{MemoryMiB: 512, CPUs: 1}
 	s := criSpec(containerTypeSandbox, "sb1", nil)
@@ -158,5 +180,38 @@ func TestPodSize(t *testing.T) {
 	w.Annotations[annotationSandboxMemory] = "100000000"
 	if m, _ := podSize(cfg, w); m != 512 {
 		t.Errorf("a workload sized the VM: %d MiB", m)
+	}
+}
+
+// TestWritableSubmounts: a read-only rbind of a host directory keeps the
+// writable mounts under it writable (runc's non-recursive read-only); a
+// read-only submount, rro, a plain bind or a writable bind add nothing.
+func TestWritableSubmounts(t *testing.T) {
+	dir := t.TempDir()
+	table := filepath.Join(t.TempDir(), "mountinfo")
+	os.WriteFile(table, []byte(strings.Join([]string{
+		"22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/sda1 rw",
+		"90 22 0:50 / " + dir + "/tmp\\040fs rw,relatime - tmpfs tmpfs rw",
+		"91 90 0:51 / " + dir + "/tmp\\040fs/deeper rw,relatime - tmpfs tmpfs rw",
+		"92 22 0:52 / " + dir + "/ro ro,relatime - tmpfs tmpfs ro",
+		"93 22 0:53 / " + dir + "-other rw,relatime - tmpfs tmpfs rw",
+	}, "\n")+"\n"), 0o644)
+	m := specs.Mount{Destination: "/mnt", Type: "bind", Source: dir, Options: []string{"rbind", "ro", "rprivate"}}
+	got := withWritableSubmounts(table, m)
+	want := []specs.Mount{m,
+		{Destination: "/mnt/tmp fs", Type: "bind", Source: dir + "/tmp fs", Options: []string{"rbind", "rprivate"}},
+		{Destination: "/mnt/tmp fs/deeper", Type: "bind", Source: dir + "/tmp fs/deeper", Options: []string{"rbind", "rprivate"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+	for _, opts := range [][]string{{"rbind", "rro"}, {"bind", "ro"}, {"rbind", "rw"}} {
+		m.Options = opts
+		if got := withWritableSubmounts(table, m); len(got) != 1 {
+			t.Errorf("options %v: %+v", opts, got)
+		}
+	}
+	if got := withWritableSubmounts(filepath.Join(dir, "no-table"), specs.Mount{Destination: "/mnt", Type: "bind", Source: dir, Options: []string{"rbind", "ro"}}); len(got) != 1 {
+		t.Errorf("an unreadable mount table: %+v", got)
 	}
 }

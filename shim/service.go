@@ -156,6 +156,9 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 		return nil, errgrpc.ToGRPC(err)
 	}
 	pod := podOf(spec)
+	if err := pod.validate(r.ID); err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
 	nsPath := ""
 	switch pod.role {
 	case podSandbox:

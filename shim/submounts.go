@@ -1,89 +1,115 @@
 package shim
 
 import (
-	"fmt"
+	"bufio"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
-	"github.com/containerd/errdefs"
-	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// maxSubmounts bounds the host mounts below one bind mount's source that
-// are carried into the guest.
-const maxSubmounts = 64
+// mountInfo is where the host's mount table is read (tests give their
+// own).
+const mountInfo = "/proc/self/mountinfo"
 
-// hostMount is a mount point on the host and whether it is read-only.
+// hostMount is a mount point on the host.
 type hostMount struct {
 	path     string
 	readOnly bool
 }
 
-// withSubmounts adds, after each recursive bind of a host directory
-// (rbind: what CRI's volumes are), a bind of every host mount below its
-// source, at the same place under its destination. A share carries one
-// directory's files; the mounts below it have their own flags, which a
-// recursive bind keeps on the host: a "ro" volume leaves a writable
-// tmpfs below it writable, a recursive read-only ("rro") one does not.
-// The guest mounts the added binds over the share, each from a share of
-// its own.
-func withSubmounts(mounts []specs.Mount, host []hostMount) ([]specs.Mount, error) {
-	var out []specs.Mount
-	for i, m := range mounts {
-		out = append(out, m)
-		if !isHostBind(m) || isGuestBind(m) || !isRecursive(m) {
-			continue
-		}
-		src, err := filepath.EvalSymlinks(m.Source)
-		if err != nil {
-			continue // guestSpec reports it
-		}
-		if st, err := os.Stat(src); err != nil || !st.IsDir() {
-			continue
-		}
-		rro := slices.Contains(m.Options, "rro")
-		var below []hostMount
-		for _, h := range host {
-			if strings.HasPrefix(h.path, src+"/") {
-				below = append(below, h)
-			}
-		}
-		if len(below) > maxSubmounts {
-			return nil, fmt.Errorf("bind mount at %s: %d mounts below %s, at most %d carry into a VM: %w",
-				m.Destination, len(below), src, maxSubmounts, errdefs.ErrInvalidArgument)
-		}
-		// Parents first, so that a deeper mount lands on its parent.
-		slices.SortStableFunc(below, func(a, b hostMount) int { return strings.Count(a.path, "/") - strings.Count(b.path, "/") })
-		for _, h := range below {
-			sub := specs.Mount{Destination: filepath.Join(mounts[i].Destination, strings.TrimPrefix(h.path, src)),
-				Type: "bind", Source: h.path, Options: []string{"rbind"}}
-			if rro || h.readOnly {
-				sub.Options = append(sub.Options, "ro")
-			}
-			out = append(out, sub)
-		}
-	}
-	return out, nil
-}
-
-// isRecursive reports whether a bind mount takes the mounts below its
-// source (rbind), as CRI's do.
-func isRecursive(m specs.Mount) bool {
-	return m.Type == "rbind" || slices.Contains(m.Options, "rbind")
-}
-
-// readHostMounts is the mount table of this process's mount namespace.
-func readHostMounts() ([]hostMount, error) {
-	infos, err := mountinfo.GetMounts(nil)
+// submountsOf lists the mount points strictly under dir in the mount
+// table at table, parents first.
+func submountsOf(table, dir string) ([]hostMount, error) {
+	f, err := os.Open(table)
 	if err != nil {
-		return nil, fmt.Errorf("mount table: %w", err)
+		return nil, err
 	}
-	ms := make([]hostMount, 0, len(infos))
-	for _, in := range infos {
-		ms = append(ms, hostMount{path: in.Mountpoint, readOnly: slices.Contains(strings.Split(in.Options, ","), "ro")})
+	defer f.Close()
+	prefix := filepath.Clean(dir) + "/"
+	var ms []hostMount
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 6 {
+			continue
+		}
+		p := unescapeMountPath(fields[4])
+		if !strings.HasPrefix(p, prefix) {
+			continue
+		}
+		ro := slices.Contains(strings.Split(fields[5], ","), "ro")
+		ms = append(ms, hostMount{path: p, readOnly: ro})
 	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	// A path's parents sort before it; a mount stacked on the same path
+	// keeps its place (the last one is what is seen).
+	slices.SortStableFunc(ms, func(a, b hostMount) int { return strings.Count(a.path, "/") - strings.Count(b.path, "/") })
 	return ms, nil
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// withWritableSubmounts gives a read-only recursive bind mount of a host
+// directory runc's meaning: read-only is the top mount's alone, and the
+// host mounts under it keep their own (a Plan9 share exported read-only
+// would make all of them read-only). Each writable submount becomes a
+// bind of its own after m, as runc's rbind would show it. A mount that
+// is not such a bind, or whose submounts cannot be read, gets none.
+func withWritableSubmounts(table string, m specs.Mount) []specs.Mount {
+	out := []specs.Mount{m}
+	if !isHostBind(m) || !slices.Contains(m.Options, "ro") || slices.Contains(m.Options, "rro") || !slices.Contains(m.Options, "rbind") && m.Type != "rbind" {
+		return out
+	}
+	dir, err := filepath.EvalSymlinks(m.Source)
+	if err != nil {
+		return out
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return out
+	}
+	subs, err := submountsOf(table, dir)
+	if err != nil {
+		return out
+	}
+	for _, s := range subs {
+		if s.readOnly {
+			continue
+		}
+		rel, err := filepath.Rel(dir, s.path)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		opts := []string{"rbind"}
+		for _, o := range m.Options {
+			if o != "ro" && o != "bind" && o != "rbind" {
+				opts = append(opts, o)
+			}
+		}
+		out = append(out, specs.Mount{Destination: filepath.Join(m.Destination, rel), Type: "bind", Source: s.path, Options: opts})
+	}
+	return out
 }

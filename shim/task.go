@@ -77,19 +77,18 @@ type hostBind struct {
 // guestSpec rewrites a host spec for the guest: the root is the one the
 // guest assembles; hooks are dropped (they would run on no host); a pod
 // task's host namespaces and /dev/shm become the pod's in the guest
-// (rewritePod); host bind mounts are returned for sharing (their sources
+// (rewritePod); the writable host mounts under a read-only bind mount
+// stay writable (withWritableSubmounts); host bind mounts are returned for sharing (their sources
 // are rewritten once shared); other host namespace paths are refused.
 func guestSpec(s *specs.Spec, root string, pod podTask) (*specs.Spec, []hostBind, error) {
 	g := *s
 	g.Root = &specs.Root{Path: root, Readonly: s.Root != nil && s.Root.Readonly}
 	g.Hooks = nil
-	g.Mounts = append([]specs.Mount(nil), s.Mounts...)
-	if err := rewritePod(&g, pod); err != nil {
-		return nil, nil, err
+	g.Mounts = make([]specs.Mount, 0, len(s.Mounts))
+	for _, m := range s.Mounts {
+		g.Mounts = append(g.Mounts, withWritableSubmounts(mountInfo, m)...)
 	}
-	if host, err := readHostMounts(); err != nil {
-		return nil, nil, err
-	} else if g.Mounts, err = withSubmounts(g.Mounts, host); err != nil {
+	if err := rewritePod(&g, pod); err != nil {
 		return nil, nil, err
 	}
 	var binds []hostBind
@@ -107,7 +106,7 @@ func guestSpec(s *specs.Spec, root string, pod podTask) (*specs.Spec, []hostBind
 			b.dir, b.file = filepath.Dir(m.Source), filepath.Base(m.Source)
 		}
 		for _, o := range m.Options {
-			if o == "ro" {
+			if o == "ro" || o == "rro" {
 				b.readOnly = true
 			}
 		}

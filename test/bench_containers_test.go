@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,17 +20,26 @@ import (
 
 // BenchmarkContainerRunTrue times create → start → exit → delete of
 // /bin/true through the whole bridge, and `runc run` and `crun run` of the
-// same bundle in the same run, and reports the medians (at least 20 runs
-// each) and their ratios.
+// same bundle, and reports the medians (at least 20 runs each) and their
+// ratios. The three take turns, one run each, so that a change in the
+// load of a shared machine during the benchmark weighs on all three alike.
 func BenchmarkContainerRunTrue(b *testing.B) {
 	a := startContainerAgent(b)
 	ctx := context.Background()
 	spec := a.spec("true")
 	bundle := writeBundle(b, a, spec)
-
-	lat := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := range b.N {
+	var baselines []*baseline
+	if runc, err := exec.LookPath("runc"); err == nil {
+		baselines = append(baselines, newRunc(b, runc, bundle))
+	} else {
+		b.Log("SKIP (loud): runc is not installed; `make bench` installs it")
+	}
+	if crun, err := exec.LookPath("crun"); err == nil {
+		baselines = append(baselines, newCrun(b, crun, bundle))
+	} else {
+		b.Log("SKIP (loud): crun is not installed; `make bench` installs it")
+	}
+	runGCS := func(i int) time.Duration {
 		start := time.Now()
 		id := fmt.Sprintf("bench%d", i)
 		c, err := a.gc.CreateContainer(ctx, id, spec)
@@ -48,26 +57,36 @@ func BenchmarkContainerRunTrue(b *testing.B) {
 		if err := c.Delete(ctx); err != nil {
 			b.Fatal(err)
 		}
-		lat = append(lat, time.Since(start))
+		return time.Since(start)
 	}
-	b.StopTimer()
+
+	n := max(b.N, 20)
+	lat := make([]time.Duration, 0, n)
+	b.ResetTimer()
+	for i := range n {
+		if i < b.N {
+			b.StartTimer()
+		}
+		lat = append(lat, runGCS(i))
+		b.StopTimer()
+		for _, bl := range baselines {
+			bl.lat = append(bl.lat, bl.run(i))
+		}
+	}
 	gcs := median(lat)
 	b.ReportMetric(ms(gcs), "gcs-p50-ms")
-	n := max(b.N, 20)
-	if runc, err := exec.LookPath("runc"); err == nil {
-		r := median(timeRunc(b, runc, bundle, n))
-		b.ReportMetric(ms(r), "runc-p50-ms")
-		b.ReportMetric(float64(gcs)/float64(r), "ratio-vs-runc")
-	} else {
-		b.Log("SKIP (loud): runc is not installed; `make bench` installs it")
+	for _, bl := range baselines {
+		r := median(bl.lat)
+		b.ReportMetric(ms(r), bl.name+"-p50-ms")
+		b.ReportMetric(float64(gcs)/float64(r), "ratio-vs-"+bl.name)
 	}
-	if crun, err := exec.LookPath("crun"); err == nil {
-		r := median(timeCrun(b, crun, bundle, n))
-		b.ReportMetric(ms(r), "crun-p50-ms")
-		b.ReportMetric(float64(gcs)/float64(r), "ratio-vs-crun")
-	} else {
-		b.Log("SKIP (loud): crun is not installed; `make bench` installs it")
-	}
+}
+
+// baseline is another runtime's run of the same bundle.
+type baseline struct {
+	name string
+	run  func(i int) time.Duration
+	lat  []time.Duration
 }
 
 func median(d []time.Duration) time.Duration {
@@ -94,49 +113,66 @@ func writeBundle(b *testing.B, a *ctrAgent, spec *specs.Spec) string {
 	return dir
 }
 
-// timeRunc times n `runc run`s of bundle, one by one.
-func timeRunc(b *testing.B, runc, bundle string, n int) []time.Duration {
+// newRunc times one `runc run` of bundle per call.
+func newRunc(b *testing.B, runc, bundle string) *baseline {
 	root := b.TempDir()
-	var lat []time.Duration
-	for i := range n {
+	return &baseline{name: "runc", run: func(i int) time.Duration {
 		cmd := exec.Command(runc, "--root", root, "run", "--bundle", bundle, fmt.Sprintf("runc-bench-%d-%d", os.Getpid(), i))
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
-		lat = append(lat, time.Since(start))
+		d := time.Since(start)
 		if err != nil {
 			b.Fatalf("runc run: %v: %s", err, out)
 		}
-	}
-	return lat
+		return d
+	}}
 }
 
-// timeCrun times n `crun run`s of bundle, one by one. crun refuses this
-// machine's hybrid cgroup layout, so it runs in a private mount namespace
-// with the unified hierarchy unmounted, timed inside that namespace by
-// bash's clock (no process started between the two readings but crun).
-func timeCrun(b *testing.B, crun, bundle string, n int) []time.Duration {
+// newCrun times one `crun run` of bundle per call. crun refuses this
+// machine's hybrid cgroup layout, so it runs from a shell in a private
+// mount namespace with the unified hierarchy unmounted, started once for
+// the benchmark; the shell times each run with its own clock (no process
+// started between the two readings but crun) and prints the readings.
+func newCrun(b *testing.B, crun, bundle string) *baseline {
 	root := b.TempDir()
+	errFile := filepath.Join(b.TempDir(), "stderr")
 	script := fmt.Sprintf(`mountpoint -q /sys/fs/cgroup/unified && umount /sys/fs/cgroup/unified
-i=0; while [ $i -lt %d ]; do
-	s=$EPOCHREALTIME; %s --root %s run --bundle %s crun-bench-%d-$i >/dev/null || exit 1; e=$EPOCHREALTIME
-	echo "$s $e"; i=$((i+1))
-done`, n, crun, root, bundle, os.Getpid())
-	out, err := exec.Command("unshare", "-m", "--propagation", "private", "bash", "-c", script).CombinedOutput()
+while read -r i; do
+	s=$EPOCHREALTIME; %s --root %s run --bundle %s crun-bench-%d-$i >/dev/null 2>%s || { echo "fail $i"; continue; }; e=$EPOCHREALTIME
+	echo "$s $e"
+done`, crun, root, bundle, os.Getpid(), errFile)
+	cmd := exec.Command("unshare", "-m", "--propagation", "private", "bash", "-c", script)
+	in, err := cmd.StdinPipe()
 	if err != nil {
-		b.Fatalf("crun run: %v: %s", err, out)
+		b.Fatal(err)
 	}
-	var lat []time.Duration
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("crun shell: %v", err)
+	}
+	b.Cleanup(func() {
+		in.Close()
+		cmd.Wait()
+	})
+	out := bufio.NewReader(outPipe)
+	return &baseline{name: "crun", run: func(i int) time.Duration {
+		if _, err := fmt.Fprintln(in, i); err != nil {
+			b.Fatalf("crun shell: %v", err)
+		}
+		line, err := out.ReadString('\n')
+		if err != nil {
+			b.Fatalf("crun shell: %v", err)
+		}
 		var s, e float64
 		if _, err := fmt.Sscanf(line, "%f %f", &s, &e); err != nil {
-			b.Fatalf("crun timing %q: %v", line, err)
+			msg, _ := os.ReadFile(errFile)
+			b.Fatalf("crun run: %q: %s", line, msg)
 		}
-		lat = append(lat, time.Duration((e-s)*1e9))
-	}
-	if len(lat) != n {
-		b.Fatalf("crun timing: %d runs, want %d: %s", len(lat), n, out)
-	}
-	return lat
+		return time.Duration((e - s) * 1e9)
+	}}
 }
 
 // BenchmarkContainerExecRoundTrip times exec of `true` in a running

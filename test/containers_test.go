@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -348,6 +349,55 @@ func TestContainerSignalsAndShutdown(t *testing.T) {
 		if err := c.Terminate(ctx); err != nil {
 			t.Errorf("terminate after exit: %v", err)
 		}
+	}
+}
+
+// TestContainerWaitTimeout: a container process's wait with a timeout ends
+// at the timeout while the process runs on; the exit still reaches every
+// wait, and the init's exit code stays for later waits.
+func TestContainerWaitTimeout(t *testing.T) {
+	a := startContainerAgent(t)
+	ctx := context.Background()
+	c, init := a.started(t, a.spec("sleep", "100"), false)
+	exec, err := c.Exec(ctx, &specs.Process{Args: []string{"sleep", "100"}, Cwd: "/"}, &protocol.ProcessParameters{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exec.Close()
+	wait := func(pid int, timeout uint32) (uint32, error) {
+		var resp protocol.WaitForProcessResponse
+		err := a.gc.RPC(ctx, protocol.WaitForProcess, &protocol.WaitForProcessRequest{
+			RequestBase: protocol.RequestBase{ContainerID: c.ID()},
+			ProcessID:   uint32(pid), TimeoutInMs: timeout,
+		}, &resp)
+		return resp.ExitCode, err
+	}
+	for _, p := range []*host.Process{init, exec} {
+		start := time.Now()
+		if _, err := wait(p.Pid(), 100); !errors.Is(err, protocol.HrVmcomputeTimeout) || !host.IsTimeout(err) {
+			t.Fatalf("pid %d: wait with timeout: %v", p.Pid(), err)
+		}
+		if d := time.Since(start); d < 100*time.Millisecond || d > 5*time.Second {
+			t.Fatalf("pid %d: timed out after %v", p.Pid(), d)
+		}
+	}
+	if err := exec.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := exec.ExitCode(); code != 137 {
+		t.Fatalf("exec: exit %d", code)
+	}
+	if err := init.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := init.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := wait(init.Pid(), 10000); err != nil || code != 137 {
+		t.Fatalf("init: wait after exit: %d, %v", code, err)
 	}
 }
 

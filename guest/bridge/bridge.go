@@ -230,11 +230,20 @@ func (c *connection) dispatch(ctx context.Context, wg *sync.WaitGroup, hdr proto
 			log.FieldActivityID:  req.Base.ActivityID,
 			log.FieldContainerID: req.Base.ContainerID,
 		}))
-		resp, err := c.serve(rctx, req)
-		c.send(c.encodeResponse(rctx, hdr, req.Base.ActivityID, resp, err))
-		if req.afterWrite != nil {
-			req.afterWrite()
+		var once sync.Once
+		req.respond = func(resp protocol.Response, err error) {
+			once.Do(func() {
+				c.send(c.encodeResponse(rctx, hdr, req.Base.ActivityID, resp, err))
+				if req.afterWrite != nil {
+					req.afterWrite()
+				}
+			})
 		}
+		resp, err := c.serve(rctx, req)
+		if req.deferred && err == nil {
+			return // the handler answers later; the slot is free meanwhile
+		}
+		req.respond(resp, err)
 	})
 	return nil
 }

@@ -265,3 +265,35 @@ func TestNotificationsSurviveReconnect(t *testing.T) {
 		}
 	}
 }
+
+// TestDeferredAnswer: a handler that defers answers later from another
+// goroutine, once, and its request holds no in-flight slot meanwhile.
+func TestDeferredAnswer(t *testing.T) {
+	answers := make(chan func(protocol.Response, error), 1)
+	m := testMux()
+	m.HandleFunc(protocol.WaitForProcess, func(ctx context.Context, req *Request) (protocol.Response, error) {
+		answers <- req.Defer()
+		return nil, nil
+	})
+	h := serve(t, New(Config{Handler: m, MaxInFlight: 1}))
+	h.negotiate()
+	waitID := h.sendRaw(protocol.WaitForProcess, `{"ProcessId":7,"TimeoutInMs":4294967295}`)
+	respond := <-answers
+	// The only slot is free: another request is answered meanwhile.
+	if hr, p := h.call(protocol.SignalProcess, `{"ProcessId":3}`); hr != protocol.HrNotFound {
+		t.Fatalf("request behind a deferred one: %s %s", hr, p)
+	}
+	go func() {
+		respond(&protocol.WaitForProcessResponse{ExitCode: 42}, nil)
+		respond(nil, errors.New("a second answer")) // ignored
+	}()
+	hdr, rb, p := h.read()
+	var resp protocol.WaitForProcessResponse
+	if err := json.Unmarshal(p, &resp); err != nil || hdr.ID != waitID || rb.Result != 0 || resp.ExitCode != 42 {
+		t.Fatalf("deferred answer %+v %s (%v)", hdr, p, err)
+	}
+	// Nothing more arrives for it: the next frame answers the next request.
+	if hr, _ := h.call(protocol.SignalProcess, `{"ProcessId":4}`); hr != protocol.HrNotFound {
+		t.Fatalf("after the deferred answer: %s", hr)
+	}
+}

@@ -15,7 +15,12 @@ import (
 type Containers interface {
 	Create(ctx context.Context, id string, cfg *protocol.ContainerConfig) error
 	ExecProcess(ctx context.Context, id string, params *protocol.ProcessParameters, stdio protocol.VsockStdioRelaySettings) (int, error)
-	Wait(ctx context.Context, id string, pid int) (int, error)
+	// OnExit calls fn, once, with the exit code of process pid of
+	// container id when it has exited and its output has drained: at once
+	// (on the calling goroutine) if it already has. Until then nothing
+	// waits. The returned cancel withdraws fn and reports whether it did
+	// so before fn was called.
+	OnExit(id string, pid int, fn func(code int)) (cancel func() bool, err error)
 	Signal(ctx context.Context, id string, pid, signal int) error
 	ResizeConsole(ctx context.Context, id string, pid int, height, width uint16) error
 	Shutdown(ctx context.Context, id string, force bool) error

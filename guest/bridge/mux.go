@@ -18,12 +18,24 @@ type Request struct {
 	Body []byte
 
 	afterWrite func()
+	respond    func(protocol.Response, error) // answers once; set by the bridge
+	deferred   bool
 }
 
 // AfterResponse asks the bridge to call f once the response to this request
 // has been written (or could not be), e.g. to power off only after the host
 // has its answer.
 func (r *Request) AfterResponse(f func()) { r.afterWrite = f }
+
+// Defer lets a handler answer after it returns, through the function Defer
+// returns, from any goroutine, so that a request that waits (for a process
+// to exit) holds no goroutine while it does. Only the first answer counts.
+// A handler that deferred returns (nil, nil), or an error that becomes the
+// answer unless one was already given.
+func (r *Request) Defer() func(protocol.Response, error) {
+	r.deferred = true
+	return r.respond
+}
 
 // Decode unmarshals the payload into v; malformed JSON is an error wrapping
 // protocol.HrVmcomputeInvalidJSON.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/uvmgcs/gcs/internal/log"
@@ -96,22 +97,49 @@ func (u *UVM) waitForProcess(ctx context.Context, req *Request) (protocol.Respon
 	if err := req.Decode(&r); err != nil {
 		return nil, err
 	}
+	if cid := req.Base.ContainerID; cid != protocol.UVMContainerID {
+		return u.waitForContainerProcess(req, cid, int(r.ProcessID), r.TimeoutInMs)
+	}
 	if r.TimeoutInMs != protocol.InfiniteWait {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(r.TimeoutInMs)*time.Millisecond)
 		defer cancel()
 	}
-	var code int
-	var err error
-	if cid := req.Base.ContainerID; cid == protocol.UVMContainerID {
-		code, err = u.Processes.Wait(ctx, int(r.ProcessID))
-	} else {
-		code, err = u.Containers.Wait(ctx, cid, int(r.ProcessID))
-	}
+	code, err := u.Processes.Wait(ctx, int(r.ProcessID))
 	if err != nil {
 		return nil, err
 	}
 	return &protocol.WaitForProcessResponse{ExitCode: uint32(code)}, nil
+}
+
+// waitForContainerProcess answers once the process exits or the timeout
+// passes, whichever is first; meanwhile the request holds no goroutine
+// (a host keeps a wait pending on every process it runs).
+func (u *UVM) waitForContainerProcess(req *Request, cid string, pid int, timeoutMs uint32) (protocol.Response, error) {
+	respond := req.Defer()
+	var mu sync.Mutex
+	var timer *time.Timer
+	cancel, err := u.Containers.OnExit(cid, pid, func(code int) {
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		respond(&protocol.WaitForProcessResponse{ExitCode: uint32(code)}, nil)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if timeoutMs != protocol.InfiniteWait {
+		mu.Lock()
+		timer = time.AfterFunc(time.Duration(timeoutMs)*time.Millisecond, func() {
+			if cancel() {
+				respond(nil, fmt.Errorf("wait for process %d: %w", pid, protocol.HrVmcomputeTimeout))
+			}
+		})
+		mu.Unlock()
+	}
+	return nil, nil
 }
 
 func (u *UVM) signalProcess(ctx context.Context, req *Request) (protocol.Response, error) {

@@ -96,6 +96,14 @@ func (r *Reaper) OnExit(pid int, fn func()) {
 	r.exits[pid] = append(r.exits[pid], fn)
 }
 
+// anyExited reports whether some child has exited and waits to be
+// collected, without collecting it.
+func anyExited() bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT|unix.WALL, nil)
+	return err == nil && info.Signo != 0
+}
+
 // exited reports whether child pid has exited, without reaping it.
 func exited(pid int) bool {
 	var info unix.Siginfo
@@ -144,11 +152,20 @@ func (r *Reaper) Run(ctx context.Context) {
 		for _, pid := range r.Reap() {
 			log.G(ctx).WithField(log.FieldProcessID, pid).Trace("reaped orphan")
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-		case <-t.C:
+		// Most SIGCHLDs are for children their owner already collected
+		// (libcontainer waits for its own setup processes): with no
+		// exited child left there is nothing to announce or reap, and no
+		// need to look at every awaited process and at /proc. The tick
+		// makes the full pass regardless.
+		for idle := true; idle; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+				idle = !anyExited()
+			case <-t.C:
+				idle = false
+			}
 		}
 	}
 }

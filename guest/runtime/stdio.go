@@ -53,6 +53,35 @@ func DialStdio(ctx context.Context, d transport.Dialer, s protocol.VsockStdioRel
 	return &st, nil
 }
 
+// PendingStdio is a DialStdio under way on a goroutine of its own.
+type PendingStdio struct {
+	done  chan struct{}
+	stdio *Stdio
+	err   error
+}
+
+// DialStdioAsync starts dialing the host's stdio ports while the caller
+// goes on (starting the process: its output waits in its pipes).
+func DialStdioAsync(ctx context.Context, d transport.Dialer, s protocol.VsockStdioRelaySettings) *PendingStdio {
+	p := &PendingStdio{done: make(chan struct{})}
+	if s.StdIn == 0 && s.StdOut == 0 && s.StdErr == 0 {
+		p.stdio = &Stdio{}
+		close(p.done)
+		return p
+	}
+	go func() {
+		defer close(p.done)
+		p.stdio, p.err = DialStdio(ctx, d, s)
+	}()
+	return p
+}
+
+// Wait returns the dialed connections, or why they could not be.
+func (p *PendingStdio) Wait() (*Stdio, error) {
+	<-p.done
+	return p.stdio, p.err
+}
+
 // Close closes every connection.
 func (s *Stdio) Close() {
 	for _, c := range []net.Conn{s.In, s.Out, s.Err} {
@@ -78,16 +107,32 @@ type Relay struct {
 
 // NewPipeRelay makes one pipe per stream the host connected.
 func NewPipeRelay(stdio *Stdio) (*Relay, error) {
-	r := &Relay{stdio: stdio, drained: make(chan struct{})}
-	if stdio.In != nil {
+	r, err := newPipeRelay(stdio.In != nil, stdio.Out != nil, stdio.Err != nil)
+	if err != nil {
+		return nil, err
+	}
+	r.stdio = stdio
+	return r, nil
+}
+
+// NewPipeRelayFor makes one pipe per stream s names, before its connection
+// exists, so that the process can start while the connections are dialed
+// (DialStdioAsync); Attach them before Start.
+func NewPipeRelayFor(s protocol.VsockStdioRelaySettings) (*Relay, error) {
+	return newPipeRelay(s.StdIn != 0, s.StdOut != 0, s.StdErr != 0)
+}
+
+func newPipeRelay(in, out, err bool) (*Relay, error) {
+	r := &Relay{stdio: &Stdio{}, drained: make(chan struct{})}
+	if in {
 		pr, pw, err := os.Pipe()
 		if err != nil {
 			return nil, err
 		}
 		r.child[0], r.stdin = pr, pw
 	}
-	for i, c := range []net.Conn{stdio.Out, stdio.Err} {
-		if c == nil {
+	for i, want := range []bool{out, err} {
+		if !want {
 			continue
 		}
 		pr, pw, err := os.Pipe()
@@ -100,6 +145,10 @@ func NewPipeRelay(stdio *Stdio) (*Relay, error) {
 	}
 	return r, nil
 }
+
+// Attach gives a relay made by NewPipeRelayFor the connections dialed for
+// the same settings. It comes before Start.
+func (r *Relay) Attach(stdio *Stdio) { r.stdio = stdio }
 
 // NewPtyRelay makes a terminal of the given size (0 keeps the default) whose
 // slave is the process's stdin, stdout and stderr. Its output goes to the

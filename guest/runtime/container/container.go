@@ -128,6 +128,7 @@ func (c *Container) exec(ctx context.Context, sp *specs.Process, params *protoco
 	c.m.cfg.Reaper.OnExit(p.pid, func() {
 		p.waitExit(c.m.cfg.Reaper)
 		p.drain(ctx)
+		p.deliver()
 	})
 	return p.pid, nil
 }
@@ -149,6 +150,7 @@ func (c *Container) waitInit(ctx context.Context, p *process) {
 	c.oom = oom
 	c.mu.Unlock()
 	close(c.stopped)
+	p.deliver()
 	if kind == "" {
 		kind = protocol.NotificationUnexpectedExit
 	}
@@ -245,7 +247,13 @@ func (c *Container) destroy(ctx context.Context) error {
 	if st == running {
 		return fmt.Errorf("container %q is running: %w", c.id, protocol.HrVmcomputeInvalidState)
 	}
-	c.killAll()
+	// An init that ran in a pid namespace of its own took every process
+	// of the namespace with it: the kernel kills them before the init's
+	// exit is reported. Only a shared namespace (or a start under way)
+	// can leave any.
+	if st != stopped || !c.privatePid {
+		c.killAll()
+	}
 	if err := c.lc.Destroy(); err != nil {
 		return fmt.Errorf("destroy container %q: %w", c.id, err)
 	}

@@ -14,33 +14,29 @@ import (
 	"github.com/uvmgcs/gcs/protocol"
 )
 
-// Wait returns a process's exit code once it has exited and its output has
-// drained. An exec is forgotten after its first delivered wait; the init is
-// kept until the container is deleted. A deadline on ctx ends the wait with
-// HrVmcomputeTimeout.
-func (m *Manager) Wait(ctx context.Context, id string, pid int) (int, error) {
+// OnExit calls fn, once, with a process's exit code when it has exited and
+// its output has drained: at once if it already has, else on the goroutine
+// that saw it drain. Nothing waits meanwhile. An exec is forgotten after its
+// first delivered exit code; the init is kept until the container is
+// deleted. The returned cancel withdraws fn and reports whether it did so
+// before fn was called.
+func (m *Manager) OnExit(id string, pid int, fn func(code int)) (cancel func() bool, err error) {
 	c, err := m.get(id)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	p, err := c.process(pid)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return 0, fmt.Errorf("wait for process %d: %w", pid, protocol.HrVmcomputeTimeout)
+	return p.onDone(func() {
+		c.mu.Lock()
+		if c.procs[pid] == p {
+			delete(c.procs, pid)
 		}
-		return 0, ctx.Err()
-	}
-	c.mu.Lock()
-	if c.procs[pid] == p {
-		delete(c.procs, pid)
-	}
-	c.mu.Unlock()
-	return p.code, nil
+		c.mu.Unlock()
+		fn(p.code)
+	}), nil
 }
 
 // Signal sends sig (0 means SIGKILL) to a process of container id.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -28,6 +30,35 @@ type process struct {
 	exit  chan struct{} // closed once the exit status is known
 	done  chan struct{} // closed once exited and drained
 	code  int
+
+	wmu      sync.Mutex
+	waiters  map[*func()]struct{} // called once done
+	finished bool
+}
+
+// onDone calls fn once the process has exited and drained, at once if it
+// has. The returned cancel withdraws fn, reporting whether it was still
+// pending.
+func (p *process) onDone(fn func()) (cancel func() bool) {
+	p.wmu.Lock()
+	if p.finished {
+		p.wmu.Unlock()
+		fn()
+		return func() bool { return false }
+	}
+	if p.waiters == nil {
+		p.waiters = make(map[*func()]struct{})
+	}
+	key := &fn
+	p.waiters[key] = struct{}{}
+	p.wmu.Unlock()
+	return func() bool {
+		p.wmu.Lock()
+		defer p.wmu.Unlock()
+		_, pending := p.waiters[key]
+		delete(p.waiters, key)
+		return pending
+	}
 }
 
 // start runs sp in the container with the host's stdio.
@@ -37,17 +68,20 @@ func (c *Container) start(ctx context.Context, sp *specs.Process, params *protoc
 		return nil, err
 	}
 	lp.Init = init
-	stdio, err := runtime.DialStdio(ctx, c.m.cfg.Dialer, settings)
-	if err != nil {
-		return nil, err
-	}
+	// libcontainer's init logs at debug level unless told otherwise: some
+	// twenty lines a start, each written by the child and decoded by us,
+	// only to be dropped. It logs at the agent's level instead.
+	lp.LogLevel = strconv.Itoa(int(log.G(ctx).Logger.GetLevel()))
+	// The host listens on its stdio ports already: dial them while the
+	// process starts. Output waits in the pipes until the relay runs.
+	pending := runtime.DialStdioAsync(ctx, c.m.cfg.Dialer, settings)
 	terminal := sp.Terminal || params.EmulateConsole
 	var relay *runtime.Relay
 	var consoleParent *os.File
 	if terminal {
 		parent, child, err := socketPair()
 		if err != nil {
-			stdio.Close()
+			closePending(pending)
 			return nil, err
 		}
 		defer child.Close()
@@ -57,9 +91,9 @@ func (c *Container) start(ctx context.Context, sp *specs.Process, params *protoc
 			lp.ConsoleHeight, lp.ConsoleWidth = params.ConsoleSize[0], params.ConsoleSize[1]
 		}
 	} else {
-		relay, err = runtime.NewPipeRelay(stdio)
+		relay, err = runtime.NewPipeRelayFor(settings)
 		if err != nil {
-			stdio.Close()
+			closePending(pending)
 			return nil, err
 		}
 		f := relay.Child()
@@ -82,25 +116,45 @@ func (c *Container) start(ctx context.Context, sp *specs.Process, params *protoc
 	if err != nil {
 		if relay != nil {
 			relay.Close()
-		} else {
-			stdio.Close()
 		}
+		closePending(pending)
 		return nil, startError(err)
+	}
+	// abandon ends the started process when its stdio cannot be had.
+	abandon := func() {
+		_ = lp.Signal(syscall.SIGKILL)
+		_, _ = lp.Wait()
+		c.m.cfg.Reaper.Untrack(pid)
+		if relay != nil {
+			relay.Close()
+		}
+	}
+	stdio, err := pending.Wait()
+	if err != nil {
+		abandon()
+		return nil, err
 	}
 	if terminal {
 		master, err := recvConsole(consoleParent)
 		if err != nil {
-			_ = lp.Signal(syscall.SIGKILL)
-			_, _ = lp.Wait()
-			c.m.cfg.Reaper.Untrack(pid)
+			abandon()
 			stdio.Close()
 			return nil, fmt.Errorf("receive container console: %w", err)
 		}
 		relay = runtime.NewConsoleRelay(stdio, master)
+	} else {
+		relay.Attach(stdio)
 	}
 	relay.Start()
 	log.G(ctx).WithFields(map[string]any{log.FieldContainerID: c.id, log.FieldProcessID: pid, "init": init}).Debug("container process started")
 	return &process{pid: pid, p: lp, relay: relay, exit: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// closePending closes the connections of a dial the start no longer needs.
+func closePending(p *runtime.PendingStdio) {
+	if stdio, err := p.Wait(); err == nil {
+		stdio.Close()
+	}
 }
 
 // startError maps libcontainer's start failures onto results the host can
@@ -138,6 +192,20 @@ func (p *process) drain(ctx context.Context) {
 	}
 	p.relay.Close()
 	close(p.done)
+}
+
+// deliver gives the exit code to those waiting for it (OnExit), after
+// drain: for an init, only once its container is stopped, so that a host
+// that has the exit code can delete the container.
+func (p *process) deliver() {
+	p.wmu.Lock()
+	p.finished = true
+	waiters := p.waiters
+	p.waiters = nil
+	p.wmu.Unlock()
+	for fn := range waiters {
+		(*fn)()
+	}
 }
 
 // newLibcontainerProcess turns an OCI process into libcontainer's.

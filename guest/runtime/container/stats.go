@@ -39,7 +39,9 @@ func (m *Manager) Properties(ctx context.Context, id string, q protocol.Property
 			if err != nil {
 				return nil, fmt.Errorf("statistics: %w", err)
 			}
-			b, err := json.Marshal(metrics(st.CgroupStats, c.oomKills()))
+			mt := metrics(st.CgroupStats)
+			mt.MemoryOomControl = &protocol.MemoryOomControl{OomKill: c.oomKills()}
+			b, err := json.Marshal(mt)
 			if err != nil {
 				return nil, err
 			}
@@ -98,9 +100,7 @@ func (c *Container) describe() protocol.ContainerState {
 	return st
 }
 
-// metrics are a container's cgroup statistics (v1 or v2) in the shape of
-// cgroup v1 metrics, with the OOM kills its memory controller counted.
-func metrics(s *cgroups.Stats, oomKills uint64) *protocol.Metrics {
+func metrics(s *cgroups.Stats) *protocol.Metrics {
 	if s == nil {
 		return &protocol.Metrics{}
 	}
@@ -118,20 +118,7 @@ func metrics(s *cgroups.Stats, oomKills uint64) *protocol.Metrics {
 				ThrottledTime: cpu.ThrottlingData.ThrottledTime,
 			},
 		},
-		Memory: &protocol.MemoryStat{
-			Cache: mem.Cache,
-			// memory.stat's names: v1's, else v2's.
-			RSS:               stat(mem.Stats, "rss", "anon"),
-			MappedFile:        stat(mem.Stats, "mapped_file", "file_mapped"),
-			PgFault:           stat(mem.Stats, "pgfault"),
-			PgMajFault:        stat(mem.Stats, "pgmajfault"),
-			TotalInactiveFile: stat(mem.Stats, "total_inactive_file", "inactive_file"),
-			TotalActiveFile:   stat(mem.Stats, "total_active_file", "active_file"),
-			Usage:             &protocol.MemoryEntry{Limit: mem.Usage.Limit, Usage: mem.Usage.Usage, Max: mem.Usage.MaxUsage, Failcnt: mem.Usage.Failcnt},
-			Swap:              &protocol.MemoryEntry{Limit: mem.SwapUsage.Limit, Usage: mem.SwapUsage.Usage, Max: mem.SwapUsage.MaxUsage, Failcnt: mem.SwapUsage.Failcnt},
-			Kernel:            kernelMemory(mem),
-		},
-		MemoryOomControl: &protocol.MemoryOomControl{OomKill: oomKills},
+		Memory: memoryStat(mem),
 		Blkio: &protocol.BlkIOStat{
 			IoServiceBytesRecursive: blkio(s.BlkioStats.IoServiceBytesRecursive),
 			IoServicedRecursive:     blkio(s.BlkioStats.IoServicedRecursive),
@@ -140,32 +127,34 @@ func metrics(s *cgroups.Stats, oomKills uint64) *protocol.Metrics {
 	return out
 }
 
-// stat is the first of keys memory.stat has, or 0.
-func stat(m map[string]uint64, keys ...string) uint64 {
-	for _, k := range keys {
-		if v, ok := m[k]; ok {
-			return v
+// memoryStat is mem in cgroup v1's terms: memory.stat's keys of v1, or
+// their v2 equivalents (anon, file_mapped, kernel).
+func memoryStat(mem cgroups.MemoryStats) *protocol.MemoryStat {
+	key := func(names ...string) uint64 {
+		for _, n := range names {
+			if v, ok := mem.Stats[n]; ok {
+				return v
+			}
 		}
+		return 0
 	}
-	return 0
-}
-
-// kernelMemory is the kernel's memory charged to the cgroup: v1's kmem
-// counters, else v2's memory.stat "kernel" (Linux 5.18 and later), else
-// the sum of its kernel parts.
-func kernelMemory(mem cgroups.MemoryStats) *protocol.MemoryEntry {
-	k := mem.KernelUsage
-	if k.Usage != 0 || k.Limit != 0 {
-		return &protocol.MemoryEntry{Limit: k.Limit, Usage: k.Usage, Max: k.MaxUsage, Failcnt: k.Failcnt}
+	out := &protocol.MemoryStat{
+		Cache:             mem.Cache,
+		RSS:               key("rss", "anon"),
+		MappedFile:        key("mapped_file", "file_mapped"),
+		PgFault:           key("pgfault"),
+		PgMajFault:        key("pgmajfault"),
+		InactiveFile:      key("inactive_file"),
+		ActiveFile:        key("active_file"),
+		TotalInactiveFile: key("total_inactive_file", "inactive_file"),
+		Usage:             &protocol.MemoryEntry{Limit: mem.Usage.Limit, Usage: mem.Usage.Usage, Max: mem.Usage.MaxUsage, Failcnt: mem.Usage.Failcnt},
+		Swap:              &protocol.MemoryEntry{Limit: mem.SwapUsage.Limit, Usage: mem.SwapUsage.Usage, Max: mem.SwapUsage.MaxUsage, Failcnt: mem.SwapUsage.Failcnt},
+		Kernel:            &protocol.MemoryEntry{Limit: mem.KernelUsage.Limit, Usage: mem.KernelUsage.Usage, Max: mem.KernelUsage.MaxUsage, Failcnt: mem.KernelUsage.Failcnt},
 	}
-	if v, ok := mem.Stats["kernel"]; ok {
-		return &protocol.MemoryEntry{Usage: v}
+	if out.Kernel.Usage == 0 {
+		out.Kernel.Usage = key("kernel") // v2
 	}
-	var sum uint64
-	for _, key := range []string{"kernel_stack", "pagetables", "percpu", "sock", "vmalloc", "slab"} {
-		sum += mem.Stats[key]
-	}
-	return &protocol.MemoryEntry{Usage: sum}
+	return out
 }
 
 func blkio(es []cgroups.BlkioStatEntry) []protocol.BlkIOEntry {
@@ -176,8 +165,8 @@ func blkio(es []cgroups.BlkioStatEntry) []protocol.BlkIOEntry {
 	return out
 }
 
-// oomKilled reports whether the OOM killer took a process of the
-// container.
+// oomKilled reports whether the OOM killer killed in the container's
+// cgroup.
 func (c *Container) oomKilled() bool { return c.oomKills() > 0 }
 
 // oomKills reads the cgroup's OOM-kill counter: memory.events (v2) or
