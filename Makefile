@@ -28,7 +28,7 @@ CACHE   ?= $(OUT)/cache
 # networking tests.
 APT_PKGS := gcc libc6-dev libseccomp-dev pkg-config busybox-static e2fsprogs erofs-utils cryptsetup-bin runc containernetworking-plugins
 # What rootfs/build.sh needs, and what boots the VM.
-BOOT_PKGS := xz-utils cpio kmod busybox-static
+BOOT_PKGS := xz-utils cpio kmod busybox-static lz4
 # What rootfs/kernel.sh needs to build the UVM kernel.
 KERNEL_PKGS := linux-source-6.1 make gcc libc6-dev bc flex bison libelf-dev
 VM_PKGS   := qemu-system-x86

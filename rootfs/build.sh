@@ -9,7 +9,7 @@
 #            loaded at boot or on first use
 #
 #
-#   OUT/initrd.img      gzip'd newc cpio: busybox, /init, /bin/gcs, the kernel
+#   OUT/initrd.img      lz4 (legacy format) newc cpio: busybox, /init, /bin/gcs, the kernel
 #                       modules of rootfs/modules.txt with their dependencies,
 #                       and the init's load lists /etc/modules-load (QEMU)
 #                       and /etc/modules-load.hyperv (Hyper-V)
@@ -242,10 +242,12 @@ build() {
 	} >"$tree/info/inputs"
 	sha "$tree/info/inputs" >"$tree/info/inputs.sha256"
 
-	# Same bytes for the same inputs.
+	# Same bytes for the same inputs. The initrd is lz4 rather than gzip:
+	# the kernel unpacks it in about 120 ms under TCG against 270 ms, for
+	# about 20% more bytes; the kernel takes lz4's legacy format (-l) only.
 	find "$tree" -exec touch -h -d "@$epoch" {} +
 	(cd "$tree" && find . -mindepth 1 -printf '%P\n' | sort |
-		cpio --quiet --reproducible -o -H newc -R 0:0) | gzip -9n >"$work/initrd.img"
+		cpio --quiet --reproducible -o -H newc -R 0:0) | lz4 -l -9 -q >"$work/initrd.img"
 	tar -C "$tree" --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner \
 		--format=gnu -cf - . | gzip -9n >"$work/rootfs.tar.gz"
 

@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"context"
 	"fmt"
 	"path"
 	"runtime"
@@ -72,6 +73,51 @@ func (p podTask) validate(taskID string) error {
 		return fmt.Errorf("sandbox %q names sandbox %q in %s: %w", taskID, p.sandboxID, annotationSandboxID, errdefs.ErrInvalidArgument)
 	}
 	return nil
+}
+
+// podOf is task id's place in its pod, with the pod's guest namespaces
+// it needs, and the host network namespace a sandbox attaches.
+func (s *Service) podOf(id string, spec *specs.Spec) (pod podTask, nsPath string, err error) {
+	pod = podOf(spec)
+	if err := pod.validate(id); err != nil {
+		return pod, "", err
+	}
+	switch pod.role {
+	case podSandbox:
+		if nsPath = netnsPath(spec); nsPath != "" {
+			pod.netNS = podNetworkID(id)
+		}
+	case podWorkload:
+		pod.sandboxPid = s.sandboxPid(pod.sandboxID)
+	}
+	return pod, nsPath, nil
+}
+
+// holdPod takes what pod sandbox id holds in the VM: the pod network CNI
+// set up in nsPath (attached before the sandbox joins it in the guest)
+// and the pod's /dev/shm. On error nothing is held.
+func holdPod(ctx context.Context, sb sandbox, spec *specs.Spec, id string, pod podTask, nsPath string) (held []podResource, err error) {
+	defer func() {
+		if err != nil {
+			releaseAll(context.WithoutCancel(ctx), held)
+			held = nil
+		}
+	}()
+	if pod.netNS != "" {
+		at, err := sb.AttachNetwork(ctx, nsPath, pod.netNS)
+		if err != nil {
+			return held, err
+		}
+		held = append(held, at)
+	}
+	if pod.role == podSandbox && hasShmBind(spec) {
+		shm, err := sb.MountPodShm(ctx, podShmPath(id))
+		if err != nil {
+			return held, err
+		}
+		held = append(held, shm)
+	}
+	return held, nil
 }
 
 // netnsPath is the host network namespace a sandbox's spec names (CNI's

@@ -155,18 +155,9 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	pod := podOf(spec)
-	if err := pod.validate(r.ID); err != nil {
+	pod, nsPath, err := s.podOf(r.ID, spec)
+	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
-	}
-	nsPath := ""
-	switch pod.role {
-	case podSandbox:
-		if nsPath = netnsPath(spec); nsPath != "" {
-			pod.netNS = podNetworkID(r.ID)
-		}
-	case podWorkload:
-		pod.sandboxPid = s.sandboxPid(pod.sandboxID)
 	}
 	gs, binds, err := guestSpec(spec, guestRootPath(r.ID), pod)
 	if err != nil {
@@ -180,28 +171,15 @@ func (s *Service) Create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
-	var held []podResource
+	held, err := holdPod(ctx, sb, spec, r.ID, pod, nsPath)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
 	defer func() {
 		if retErr != nil {
 			releaseAll(context.WithoutCancel(ctx), held)
 		}
 	}()
-	if pod.netNS != "" {
-		// The pod's network (CNI's namespace) reaches the VM before the
-		// sandbox joins it in the guest.
-		at, err := sb.AttachNetwork(ctx, nsPath, pod.netNS)
-		if err != nil {
-			return nil, errgrpc.ToGRPC(err)
-		}
-		held = append(held, at)
-	}
-	if pod.role == podSandbox && hasShmBind(spec) {
-		shm, err := sb.MountPodShm(ctx, podShmPath(r.ID))
-		if err != nil {
-			return nil, errgrpc.ToGRPC(err)
-		}
-		held = append(held, shm)
-	}
 	root, err := hostFiles(ctx, rl, r.Bundle, cfg.ScratchMiB, cache)
 	if err != nil {
 		return nil, errgrpc.ToGRPC(fmt.Errorf("root filesystem: %w", err))

@@ -24,7 +24,9 @@ import (
 // exeseal.IsCloned checks and libcontainer's own IsSelfExeCloned accepts)
 // is the same guarantee, made once: the kernel refuses every write to it,
 // from any process, for its whole life. It costs one copy of the binary
-// in memory (about 8 MiB) for the agent's life.
+// in memory (about 8 MiB) for the agent's life. In the utility VM the
+// init has already started the agent from such a memfd (and removed the
+// initramfs file), so this finds it sealed and makes no second copy.
 func sealSelf() error {
 	if exeseal.IsSelfExeCloned() {
 		return nil

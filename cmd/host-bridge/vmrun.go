@@ -79,26 +79,39 @@ func vmRunMain(args []string) (int, error) {
 		return 1, err
 	}
 	defer os.RemoveAll(work)
+	// The disks are made while the VM boots: neither waits for the other.
 	t0 := time.Now()
-	disks, err := runDisks(ctx, vf.driver, *image, work, *scratchMiB)
-	if err != nil {
-		return 1, err
+	type booted struct {
+		u        *uvm.UVM
+		shutdown func()
+		err      error
 	}
-	vf.progress("image layer and scratch disks ready in %v", time.Since(t0).Round(time.Millisecond))
-
-	bctx, cancel := context.WithTimeout(ctx, vmBootTimeout)
-	u, shutdown, err := vf.boot(bctx, m)
-	cancel()
-	if err != nil {
-		return 1, err
+	boot := make(chan booted, 1)
+	go func() {
+		bctx, cancel := context.WithTimeout(ctx, vmBootTimeout)
+		defer cancel()
+		u, shutdown, err := vf.boot(bctx, m)
+		boot <- booted{u, shutdown, err}
+	}()
+	disks, derr := runDisks(ctx, vf.driver, *image, work, *scratchMiB)
+	if derr == nil {
+		vf.progress("image layer and scratch disks ready in %v", time.Since(t0).Round(time.Millisecond))
 	}
-	defer shutdown()
+	b := <-boot
+	if b.err != nil {
+		return 1, b.err
+	}
+	// The VM goes down with the container, and its disks and mounts with
+	// it: the container is not taken apart first (unmounts, unplugs).
+	defer b.shutdown()
+	if derr != nil {
+		return 1, derr
+	}
+	u := b.u
 
 	t1 := time.Now()
 	id := "run-" + randomHex(6)
 	spec := host.DefaultSpec("", argv, *tty)
-	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer ccancel()
 	c, err := u.CreateContainer(ctx, id, spec, uvm.ContainerConfig{
 		RootFS: uvm.RootFS{Layers: []string{disks.layer}, Scratch: disks.scratch, BlankScratch: disks.blankScratch},
 		Mounts: volumes,
@@ -112,17 +125,11 @@ func vmRunMain(args []string) (int, error) {
 	}
 	p, err := c.CreateProcess(ctx, params)
 	if err != nil {
-		if derr := c.Delete(cctx); derr != nil {
-			vf.progress("delete container: %v", derr)
-		}
 		return 1, err
 	}
 	vf.progress("container started in %v", time.Since(t1).Round(time.Millisecond))
 	code, err := attach(ctx, p, *tty)
 	c.Wait()
-	if derr := c.Delete(cctx); derr != nil {
-		vf.progress("delete container: %v", derr)
-	}
 	return code, err
 }
 

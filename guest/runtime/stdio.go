@@ -103,6 +103,9 @@ type Relay struct {
 
 	drained   chan struct{}
 	closeOnce sync.Once
+
+	mu      sync.Mutex
+	streams []*outputStream // the outputs copied through outputWaiter
 }
 
 // NewPipeRelay makes one pipe per stream the host connected.
@@ -234,12 +237,27 @@ func (r *Relay) Start() {
 		close(r.drained)
 	}
 	for _, s := range streams {
-		go func() {
-			copyStream(s.dst, s.src)
+		end := func() {
 			transport.CloseWrite(s.dst) // EOF for the host
 			if left.Add(-1) == 0 {
 				close(r.drained)
 			}
+		}
+		// A pipe waits for output with the process's other idle pipes,
+		// on no goroutine of its own; a terminal's master on one.
+		if f, ok := s.src.(*os.File); ok {
+			if w, err := outputWaiter(); err == nil {
+				if o, ok := startOutput(w, s.dst, f, end); ok {
+					r.mu.Lock()
+					r.streams = append(r.streams, o)
+					r.mu.Unlock()
+					continue
+				}
+			}
+		}
+		go func() {
+			copyStream(s.dst, s.src)
+			end()
 		}()
 	}
 }
@@ -259,11 +277,22 @@ func (r *Relay) WaitDrained(grace time.Duration) bool {
 		return true
 	case <-t.C:
 	}
+	r.closeOutputs()
+	<-r.drained
+	return false
+}
+
+// closeOutputs cuts the output streams off.
+func (r *Relay) closeOutputs() {
+	r.mu.Lock()
+	streams := r.streams
+	r.mu.Unlock()
+	for _, s := range streams {
+		s.stop()
+	}
 	for _, o := range r.outputs {
 		o.Close()
 	}
-	<-r.drained
-	return false
 }
 
 // Resize sets the terminal's size.
@@ -281,9 +310,7 @@ func (r *Relay) Close() {
 		if r.stdin != nil {
 			r.stdin.Close()
 		}
-		for _, o := range r.outputs {
-			o.Close()
-		}
+		r.closeOutputs()
 		if r.console != nil {
 			r.console.Close()
 		}

@@ -87,6 +87,11 @@ func Start(ctx context.Context, m Machine, opts Options) (_ *UVM, retErr error) 
 		return nil, err
 	}
 	u.Booted, u.Negotiated = booted, time.Since(t0)
+	if r, ok := m.(vm.BootReleaser); ok {
+		if err := r.ReleaseBootFiles(); err != nil {
+			log.G(ctx).WithError(err).Debug("release boot files")
+		}
+	}
 	if err := u.save(); err != nil {
 		u.gc.Close()
 		return nil, err

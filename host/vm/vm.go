@@ -72,6 +72,14 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// BootReleaser is a VM that can give back, once the guest has booted,
+// host memory only the boot used: QEMU keeps its copies of the kernel and
+// initrd for a reset a utility VM never makes. host/uvm calls it when the
+// agent has negotiated; an error is only worth a log line.
+type BootReleaser interface {
+	ReleaseBootFiles() error
+}
+
 // Disk names a hot-added SCSI disk by its place on the VM's SCSI bus; the
 // guest sees it at /sys/bus/scsi/devices/<Controller>:0:0:<LUN>.
 type Disk struct {

@@ -71,6 +71,8 @@ func TestBoot(t *testing.T) {
 				want += " -loglevel=debug"
 			}
 			mustContain(t, console, want+"\n")
+			// One copy of the agent in RAM, sealed: the initramfs file is gone.
+			mustContain(t, console, "uvmgcs-init: gcs runs from a sealed memfd (/bin/gcs removed: true)\n")
 			mustContain(t, console, "uvmgcs-init: gcs exited with status ")
 			mustContain(t, console, "uvmgcs-init: power off")
 			if strings.Contains(console, "Kernel panic") {
@@ -91,9 +93,10 @@ func TestBootFatalErrorPowersOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The kernel unpacks archives appended to the initrd in turn, later
-	// files replacing earlier ones; an uncompressed one starts 4-aligned.
-	img = append(img, make([]byte, (4-len(img)%4)%4)...)
-	img = append(img, newcArchive("bin/gcs", 0o100755, []byte("not an executable\n"))...)
+	// files replacing earlier ones. lz4's legacy format has no end mark:
+	// the kernel reads an lz4 initrd to its end, so what follows it must be
+	// lz4 too (a new stream's magic number continues it).
+	img = append(img, lz4Legacy(t, newcArchive("bin/gcs", 0o100755, []byte("not an executable\n")))...)
 	broken := filepath.Join(t.TempDir(), "initrd.img")
 	if err := os.WriteFile(broken, img, 0o644); err != nil {
 		t.Fatal(err)
@@ -107,6 +110,19 @@ func TestBootFatalErrorPowersOff(t *testing.T) {
 }
 
 // newcArchive is a cpio "newc" archive holding one file.
+// lz4Legacy compresses b in lz4's legacy format, the one the kernel
+// unpacks, with the lz4 tool make all uses for the initrd.
+func lz4Legacy(t *testing.T, b []byte) []byte {
+	t.Helper()
+	cmd := exec.Command("lz4", "-l", "-q", "-c")
+	cmd.Stdin = bytes.NewReader(b)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("lz4: %v", err)
+	}
+	return out
+}
+
 func newcArchive(name string, mode uint32, data []byte) []byte {
 	var b bytes.Buffer
 	pad := func() {

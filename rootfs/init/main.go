@@ -1,10 +1,12 @@
 // Command init is the utility VM's PID 1. It mounts the kernel file systems
 // and cgroups, loads the kernel modules listed in /etc/modules-load (on
 // Hyper-V, /etc/modules-load.hyperv instead: see loadBootModules), brings
-// up lo, prints "uvmgcs-init: ready <ms since boot>" on the console, starts
-// /bin/gcs with flags taken from the kernel command line, reaps orphans, and
-// powers the VM off when gcs exits. A fatal error of its own is printed and
-// powers the VM off too: the host sees QEMU exit, never a hung guest.
+// up lo, has the kernel report smaller free blocks to the host
+// (reportSmallFreeBlocks), prints "uvmgcs-init: ready <ms since boot>" on
+// the console, starts /bin/gcs with flags taken from the kernel command
+// line, reaps orphans, and powers the VM off when gcs exits. A fatal error
+// of its own is printed and powers the VM off too: the host sees QEMU exit,
+// never a hung guest.
 //
 // Kernel command line:
 //
@@ -35,6 +37,8 @@ const (
 	hyperVList  = "/etc/modules-load.hyperv"
 	modulesRoot = "/lib/modules"
 	infoHash    = "/info/inputs.sha256"
+	// pageReportingParam is where the page reporting order is set.
+	pageReportingParam = "/sys/module/page_reporting/parameters/page_reporting_order"
 )
 
 func main() {
@@ -80,8 +84,17 @@ func boot() error {
 		logf("lo: %v", err)
 	}
 	seedEntropy()
+	reportSmallFreeBlocks(pageReportingParam)
+	exe := agentPath
+	if sealed, err := sealBinary(agentPath); err != nil {
+		logf("gcs runs from %s (it seals a copy of itself): %v", agentPath, err)
+	} else {
+		defer sealed.f.Close()
+		exe = sealed.path()
+		logf("gcs runs from a sealed memfd (%s removed: %v)", agentPath, sealed.removed)
+	}
 	logf("ready %d", sinceBoot().Milliseconds())
-	return superviseAgent(agentPath, cfg.agentArgs, sigs)
+	return superviseAgent(exe, agentPath, cfg.agentArgs, sigs)
 }
 
 func logf(format string, args ...any) {

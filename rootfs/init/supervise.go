@@ -51,10 +51,10 @@ func catchSignals() <-chan os.Signal {
 	return stop
 }
 
-// superviseAgent starts the agent in its own session, its output on the
-// console, reaps every child (orphans are reparented to PID 1), and
-// returns once the agent has exited, or stopGrace after a shutdown signal.
-func superviseAgent(path string, args []string, sigs <-chan os.Signal) error {
+// superviseAgent starts the agent (exe, named name in its argv[0]) in its
+// own session, its output on the console, reaps every child (orphans are
+// reparented to PID 1), and returns once the agent has exited, or stopGrace after a shutdown signal.
+func superviseAgent(exe, name string, args []string, sigs <-chan os.Signal) error {
 	console, err := os.OpenFile("/dev/console", os.O_WRONLY|unix.O_NOCTTY, 0)
 	if err != nil {
 		logf("console: %v; gcs writes to init's stderr", err)
@@ -64,8 +64,8 @@ func superviseAgent(path string, args []string, sigs <-chan os.Signal) error {
 	if err != nil {
 		return err
 	}
-	logf("starting %s %s", path, strings.Join(args, " "))
-	pid, err := syscall.ForkExec(path, append([]string{path}, args...), &syscall.ProcAttr{
+	logf("starting %s %s", name, strings.Join(args, " "))
+	pid, err := syscall.ForkExec(exe, append([]string{name}, args...), &syscall.ProcAttr{
 		Dir:   "/",
 		Env:   agentEnv,
 		Files: []uintptr{devnull.Fd(), console.Fd(), console.Fd()},
@@ -76,7 +76,7 @@ func superviseAgent(path string, args []string, sigs <-chan os.Signal) error {
 		console.Close()
 	}
 	if err != nil {
-		return fmt.Errorf("start %s: %w", path, err)
+		return fmt.Errorf("start %s: %w", name, err)
 	}
 	exited := make(chan unix.WaitStatus, 1)
 	go reapChildren(pid, exited)

@@ -72,15 +72,37 @@ func TestMain(m *testing.M) {
 type console struct {
 	mu  sync.Mutex
 	buf strings.Builder
+	// When the first line holding each of lineMarks arrived.
+	seen map[string]time.Time
 }
 
+// lineMarks are console lines whose arrival the boot benchmark times: the
+// init's first line and the agent's first.
+var lineMarks = []string{"uvmgcs-init: kernel ", "gcs started"}
+
 func (c *console) Write(p []byte) (int, error) {
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.buf.Len() < 1<<20 {
 		c.buf.Write(p)
 	}
+	for _, m := range lineMarks {
+		if _, ok := c.seen[m]; !ok && strings.Contains(string(p), m) {
+			if c.seen == nil {
+				c.seen = make(map[string]time.Time)
+			}
+			c.seen[m] = now
+		}
+	}
 	return len(p), nil
+}
+
+// arrived is when the first line holding mark arrived (zero if none has).
+func (c *console) arrived(mark string) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seen[mark]
 }
 
 func (c *console) String() string {
@@ -91,9 +113,10 @@ func (c *console) String() string {
 
 // machine is a booted UVM and its console.
 type machine struct {
-	u       *uvm.UVM
-	m       *qemu.VM
-	console *console
+	u        *uvm.UVM
+	m        *qemu.VM
+	console  *console
+	launched time.Time // when Start was called
 }
 
 func (m *machine) gc() *host.GuestConnection { return m.u.GuestConnection() }
@@ -122,12 +145,13 @@ func bootOn(tb testing.TB, dir, machineType, extraArgs string) *machine {
 	q := qemu.New(vm.Config{Kernel: k, Initrd: i, KernelArgs: extraArgs, ConsoleLog: con}, qemu.Options{Machine: machineType})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	launched := time.Now()
 	u, err := uvm.Start(ctx, q, uvm.Options{})
 	if err != nil {
 		q.Shutdown(context.Background())
 		tb.Fatalf("boot: %v\nconsole:\n%s", err, con)
 	}
-	return &machine{u: u, m: q, console: con}
+	return &machine{u: u, m: q, console: con, launched: launched}
 }
 
 func (m *machine) close() {

@@ -72,6 +72,18 @@ func TestVMProcesses(t *testing.T) {
 	}
 }
 
+// TestVMAgentBinarySealed: the VM holds one copy of the agent's binary, the
+// sealed memfd the init made (the initramfs file is gone, and the agent
+// made no copy of its own), and it is what the agent runs from.
+func TestVMAgentBinarySealed(t *testing.T) {
+	gc := shared.get(t).gc()
+	// A UVM process is the agent's child.
+	r := run(t, gc, "sh", "-c", `readlink /proc/$PPID/exe; test -e /bin/gcs && echo present || echo removed; grep -c runc_cloned /proc/$PPID/maps`)
+	if want := "/memfd:gcs (deleted)\nremoved\n0\n"; r.stdout != want {
+		t.Fatalf("agent binary: %q (stderr %q), want %q", r.stdout, r.stderr, want)
+	}
+}
+
 func TestVMSignal(t *testing.T) {
 	gc := shared.get(t).gc()
 	ctx := context.Background()

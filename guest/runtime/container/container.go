@@ -75,6 +75,7 @@ func (m *Manager) ExecProcess(ctx context.Context, id string, params *protocol.P
 		return 0, err
 	}
 	m.warmer.warm()
+	defer m.trim.Touch()
 	if len(params.OciProcess) == 0 {
 		return c.startInit(ctx, params, stdio)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/uvmgcs/gcs/guest/runtime"
 	"github.com/uvmgcs/gcs/internal/log"
+	"github.com/uvmgcs/gcs/internal/memtrim"
 	"github.com/uvmgcs/gcs/protocol"
 	"github.com/uvmgcs/gcs/transport"
 )
@@ -44,7 +45,15 @@ type Config struct {
 	// NoCgroupWarmup turns off the no-op cgroup migration started ahead of
 	// container starts and execs (see cgroupWarmer).
 	NoCgroupWarmup bool
+	// TrimAfter is how long after the last create, start, exec or delete
+	// the heap's free memory is returned to the system (see
+	// internal/memtrim): 250 ms when zero, never when negative.
+	TrimAfter time.Duration
 }
+
+// defaultTrimAfter is Config.TrimAfter's default: longer than the gaps
+// between the requests of one container's start or of a burst of them.
+const defaultTrimAfter = 250 * time.Millisecond
 
 // Network is what containers need of the guest's network manager
 // (guest/network): the path of a pod's network namespace, created if need
@@ -59,6 +68,7 @@ type Manager struct {
 	cfg    Config
 	lcRoot string
 	warmer cgroupWarmer
+	trim   *memtrim.Trimmer // nil: never
 
 	mu         sync.Mutex
 	containers map[string]*Container // nil entry: being created
@@ -109,6 +119,12 @@ func New(cfg Config) (*Manager, error) {
 	m := &Manager{cfg: cfg, lcRoot: filepath.Join(root, "runc"), containers: make(map[string]*Container)}
 	if !cfg.NoCgroupWarmup {
 		m.warmer.h = ownHierarchy()
+	}
+	if cfg.TrimAfter == 0 {
+		cfg.TrimAfter = defaultTrimAfter
+	}
+	if cfg.TrimAfter > 0 {
+		m.trim = memtrim.New(cfg.TrimAfter, nil)
 	}
 	for _, d := range []string{m.lcRoot, filepath.Join(root, "c")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -163,6 +179,7 @@ func (m *Manager) Create(ctx context.Context, id string, cfg *protocol.Container
 		return err
 	}
 	m.warmer.warm()
+	defer m.trim.Touch()
 	var c *Container
 	defer func() { m.release(id, c) }()
 
@@ -188,6 +205,7 @@ func (m *Manager) Create(ctx context.Context, id string, cfg *protocol.Container
 // Delete removes a stopped (or never started) container's state: its
 // cgroups, libcontainer state, bundle and scratch.
 func (m *Manager) Delete(ctx context.Context, id string) error {
+	defer m.trim.Touch()
 	c, err := m.get(id)
 	if err != nil {
 		return err
@@ -203,6 +221,7 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 
 // Close kills every container and removes their state (agent shutdown).
 func (m *Manager) Close(ctx context.Context) {
+	defer m.trim.Stop()
 	m.mu.Lock()
 	var cs []*Container
 	for _, c := range m.containers {

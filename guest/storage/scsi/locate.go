@@ -338,6 +338,30 @@ func (l *Locator) Lookup(controller, lun uint8, partition uint64) (string, error
 	return dev, nil
 }
 
+// Scan asks the kernel to probe the SCSI address (controller, lun) now
+// (channel 0, target 0, as both QEMU and Hyper-V attach disks), through the
+// host's sysfs scan file; it returns when the probe is done. A LUN already
+// known is left as it is; one with no disk behind it adds nothing.
+func (l *Locator) Scan(controller, lun uint8) error {
+	host, err := l.host(controller)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(l.cfg.SysRoot, "class", "scsi_host", fmt.Sprintf("host%d", host), "scan")
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("scan SCSI address %d:0:0:%d: %w", host, lun, err)
+	}
+	_, err = fmt.Fprintf(f, "0 0 %d", lun)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("scan SCSI address %d:0:0:%d: %w", host, lun, err)
+	}
+	return nil
+}
+
 // Delete tells the guest kernel to let go of the SCSI device at
 // (controller, lun) before the host unplugs it. A device that is already
 // gone is success.

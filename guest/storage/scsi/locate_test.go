@@ -221,3 +221,31 @@ func TestDelete(t *testing.T) {
 		}
 	}
 }
+
+// TestFindScansTheLUN: a device missing at the first look makes Find ask
+// the kernel to scan exactly that LUN on the controller's host.
+func TestFindScansTheLUN(t *testing.T) {
+	sys, dev := fakeSys(t)
+	scan := filepath.Join(sys, "class", "scsi_host", "host3", "scan") // controller 1
+	if err := os.WriteFile(scan, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := NewLocator(Config{SysRoot: sys, DevRoot: dev, Timeout: 100 * time.Millisecond})
+	events := make(chanWatcher)
+	l.watch = func() (uevent.Watcher, error) { return events, nil }
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.Find(context.Background(), 1, 3, 0)
+		done <- err
+	}()
+	events <- struct{}{} // a second look
+	if err := <-done; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want a timeout: no disk appeared", err)
+	}
+	if b, _ := os.ReadFile(scan); string(b) != "0 0 3" {
+		t.Errorf("scan file holds %q, want \"0 0 3\"", b)
+	}
+	if err := l.Scan(7, 0); err == nil {
+		t.Error("scan of a controller that is not there: no error")
+	}
+}

@@ -226,6 +226,9 @@ func (s Store) Serve(ctx context.Context, name string, cfg vm.Config, opts qemu.
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if err := m.ReleaseBootFiles(); err != nil {
+		log.G(ctx).WithError(err).Debug("release boot files")
+	}
 	if err := os.WriteFile(filepath.Join(dir, "ready"), nil, 0o644); err != nil {
 		return err
 	}

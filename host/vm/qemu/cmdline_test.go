@@ -26,7 +26,8 @@ func TestArgs(t *testing.T) {
 			name: "defaults",
 			l:    launch{cfg: base, accel: AccelTCG, paths: p},
 			want: [][]string{
-				{"-accel", "tcg,tb-size=64"}, {"-M", "pc"}, {"-m", "512,slots=4,maxmem=4096M"}, {"-smp", "1"},
+				{"-accel", "tcg,tb-size=64", "-object", "memory-backend-memfd,id=ram0,size=512M"},
+				{"-M", "pc,memory-backend=ram0"}, {"-m", "512,slots=4,maxmem=4096M"}, {"-smp", "1"},
 				{"-nographic", "-no-reboot", "-nodefaults", "-net", "none"},
 				{"-kernel", "/k", "-initrd", "/i"},
 				{"-serial", "chardev:console0"},
@@ -37,7 +38,7 @@ func TestArgs(t *testing.T) {
 				{"-chardev", "socket,path=/s/gcs.sock,server=on,wait=off,id=gcs0"},
 				{"-device", "virtserialport,chardev=gcs0,name=gcs"},
 			},
-			wantNot:   []string{"-cpu", "vhost-vsock-pci", "microvm"},
+			wantNot:   []string{"-cpu", "vhost-vsock-pci", "microvm", "pci=off"},
 			appendArg: baseKernelArgs,
 		},
 		{
@@ -48,7 +49,8 @@ func TestArgs(t *testing.T) {
 				accel: AccelTCG, vsockCID: 9, tscKHz: 2200000, paths: p,
 			},
 			want: [][]string{
-				{"-accel", "tcg,tb-size=64"}, {"-M", "microvm,x-option-roms=off", "-m", "256"},
+				{"-accel", "tcg,tb-size=64", "-object", "memory-backend-memfd,id=ram0,size=256M"},
+				{"-M", "microvm,x-option-roms=off,memory-backend=ram0", "-m", "256"},
 				{"-device", "virtio-scsi-device,id=scsi0"},
 				{"-device", "virtio-rng-device,rng=rng0"},
 				{"-device", "virtio-balloon-device,free-page-reporting=on"},
@@ -57,6 +59,12 @@ func TestArgs(t *testing.T) {
 				{"-device", "virtio-9p-device,fsdev=fs0,mount_tag=t"},
 			},
 			wantNot:   []string{"-pci", "slots="},
+			appendArg: baseKernelArgs + " pci=off tsc_early_khz=2200000",
+		},
+		{
+			name:      "pc, tcg: the TSC's frequency is given too",
+			l:         launch{cfg: base, accel: AccelTCG, tscKHz: 2200000, paths: p},
+			want:      [][]string{{"-M", "pc,memory-backend=ram0"}},
 			appendArg: baseKernelArgs + " tsc_early_khz=2200000",
 		},
 		{
@@ -64,6 +72,7 @@ func TestArgs(t *testing.T) {
 			l: launch{
 				cfg:      vm.Config{Kernel: "/k", Initrd: "/i", MemoryMiB: 8192, CPUs: 2, KernelArgs: " init=/gcs "},
 				accel:    AccelKVM,
+				tscKHz:   2200000, // KVM's guest calibrates for itself
 				vsockCID: 7,
 				paths:    p,
 			},
@@ -187,4 +196,21 @@ func TestMakePaths(t *testing.T) {
 		t.Errorf("default state dir %s", p.stateDir)
 	}
 	must(t, p.remove())
+}
+
+func TestFileMappings(t *testing.T) {
+	maps := `55d0c8a00000-55d0c8a4f000 r--p 00000000 fe:00 10166292                   /usr/bin/qemu-system-x86_64
+7f65f3a00000-7f65f3edb000 r--p 00000000 fe:00 6466124                    /out/initrd.img
+7f65f4000000-7f65f7fff000 rwxp 00000000 00:00 0 
+7f65fc400000-7f65fdd54000 rw-p 00000000 fe:00 6466123                    /out/a dir/vmlinux
+7f65fde29000-7f65fe12c000 rw-p 00000000 00:00 0                          [heap]
+`
+	got, err := fileMappings(strings.NewReader(maps), []string{"/out/a dir/vmlinux", "/out/initrd.img"})
+	want := []addrRange{{0x7f65f3a00000, 0x7f65f3edb000}, {0x7f65fc400000, 0x7f65fdd54000}}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("fileMappings = %x, %v; want %x", got, err, want)
+	}
+	if _, err := fileMappings(strings.NewReader("zz-1 r--p 0 0:0 1 /out/initrd.img\n"), []string{"/out/initrd.img"}); err == nil {
+		t.Error("a bad range: no error")
+	}
 }

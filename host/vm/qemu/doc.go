@@ -15,7 +15,9 @@
 //	attach          -qmp unix:<sockets>/qmp-attach.sock, <StateDir>/qemu.pid → Attach (attach.go)
 //	disks           virtio-scsi-pci id=scsi0; scsi-hd per LUN, hot-plugged (hotplug.go)
 //	layers          virtio-pmem-pci backed by memory-backend-file, hot-plugged (hotplug.go)
-//	memory          virtio-balloon-pci with free page reporting: freed guest pages go back to the host
+//	memory          guest RAM on a memfd (4 KiB pages); virtio-balloon-pci with free page
+//	                reporting: freed guest pages go back to the host
+//	boot files      QEMU's mappings of kernel and initrd paged out once the agent is up (release.go)
 //	vsock           vhost-vsock-pci, only where /dev/vhost-vsock exists
 //
 // The accelerator is KVM only where it really works (see chooseAccel) and

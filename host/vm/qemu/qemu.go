@@ -157,7 +157,7 @@ func (v *VM) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("start vm: console pipe: %w", err)
 	}
 	l := launch{cfg: cfg, opts: v.opts, accel: accel, vsockCID: cid, paths: p}
-	if v.opts.Machine == MachineMicroVM {
+	if accel == AccelTCG {
 		cpuinfo, _ := os.ReadFile(v.host.cpuinfo)
 		l.tscKHz = hostTSCKHz(string(cpuinfo))
 	}
