@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	taskAPI "github.com/containerd/containerd/api/runtime/task/v2"
 	apitypes "github.com/containerd/containerd/api/types"
+	"github.com/opencontainers/runtime-spec/specs-go/features"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -49,6 +52,11 @@ func TestActions(t *testing.T) {
 	var info apitypes.RuntimeInfo
 	if err := proto.Unmarshal(out, &info); err != nil || info.Name != RuntimeName || info.Annotations["containerd.io/runtime-allow-mounts"] == "" {
 		t.Fatalf("-info: %v %+v", err, &info)
+	}
+	var feat features.Features
+	if f := info.GetFeatures(); f == nil || f.GetTypeUrl() != featuresTypeURL || json.Unmarshal(f.GetValue(), &feat) != nil ||
+		!slices.Contains(feat.MountOptions, "rro") || feat.Linux == nil || feat.Linux.Seccomp == nil || !*feat.Linux.Seccomp.Enabled {
+		t.Fatalf("-info features: %+v", info.GetFeatures())
 	}
 
 	state, bundle := t.TempDir(), t.TempDir()

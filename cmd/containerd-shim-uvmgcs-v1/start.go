@@ -253,9 +253,14 @@ func killVM(pidfile string) {
 
 // printInfo writes the runtime's RuntimeInfo (containerd 2.x's -info).
 func printInfo(w io.Writer) error {
+	feat, err := featuresAny()
+	if err != nil {
+		return err
+	}
 	b, err := proto.Marshal(&apitypes.RuntimeInfo{
-		Name:    RuntimeName,
-		Version: &apitypes.RuntimeVersion{Version: shim.Version},
+		Features: feat,
+		Name:     RuntimeName,
+		Version:  &apitypes.RuntimeVersion{Version: shim.Version},
 		// containerd 2.x hands the erofs snapshotter's mounts (erofs
 		// layers, a mkfs'd writable image, mkdir/format templates) to
 		// the shim instead of mounting them on the host.

@@ -12,9 +12,12 @@ type configPaths struct {
 // 1.6 (version 2, one CRI plugin) or of 2.x (version 3, CRI split into
 // images and runtime plugins), the same settings in both.
 func criConfig(v version, p configPaths) string {
+	// NRI (2.x) listens on a socket of the whole host, /var/run/nri: a
+	// second node on the machine could not start. No critest group here
+	// needs it.
 	common := fmt.Sprintf(`root = %q
 state = %q
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.internal.v1.tracing"]
+disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.internal.v1.tracing"]
 [grpc]
   address = %q
 [plugins."io.containerd.internal.v1.opt"]

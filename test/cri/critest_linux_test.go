@@ -2,11 +2,14 @@ package cri
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +38,8 @@ var critestFocus = []string{
 }
 
 // critestSkip are the specs inside those groups that cannot apply to a
-// VM pod; README.md gives each one's reason.
+// VM pod, or not to this node; README.md gives each one's reason. Both
+// handlers run the same specs.
 var critestSkip = []string{
 	`HostNetwork|HostPID|HostIpc|host network|host PID|host IPC|hostNetwork|hostPID|hostIPC`,
 	`[Pp]ort[Ff]orward|port forward`,
@@ -48,10 +52,6 @@ var critestSkip = []string{
 	// Debian busybox's sh runs applets without exec, so a masked /bin/ls
 	// is never executed.
 	`runtime should support MaskedPaths`,
-	// With runc on containerd 1.6 and 2.4.2 alike, the timed-out exec
-	// (`sleep`) is still found by `pgrep sleep` (our image's pidof) right
-	// after ExecSync returns: not yet explained (README.md).
-	`runtime should support execSync with timeout`,
 }
 
 // critestSkip16 are containerd 1.6's own failures, the same on any
@@ -180,6 +180,35 @@ func noNewPrivsLayer(t *testing.T, work string) []byte {
 type critestResult struct {
 	passed, failed, flaked, pending, skipped int
 	elapsed                                  time.Duration
+	passedSpecs                              map[string]bool // by full name
+}
+
+// passedSpecs are the full names of the specs a ginkgo JSON report says
+// passed.
+func passedSpecs(report string) (map[string]bool, error) {
+	b, err := os.ReadFile(report)
+	if err != nil {
+		return nil, err
+	}
+	var suites []struct {
+		SpecReports []struct {
+			ContainerHierarchyTexts []string
+			LeafNodeText            string
+			State                   string
+		}
+	}
+	if err := json.Unmarshal(b, &suites); err != nil {
+		return nil, fmt.Errorf("%s: %w", report, err)
+	}
+	passed := map[string]bool{}
+	for _, s := range suites {
+		for _, r := range s.SpecReports {
+			if r.State == "passed" && r.LeafNodeText != "" {
+				passed[strings.Join(append(r.ContainerHierarchyTexts, r.LeafNodeText), " ")] = true
+			}
+		}
+	}
+	return passed, nil
 }
 
 // critestSummary is ginkgo's last line: "N Passed | N Failed | [N Flaked |]
@@ -189,46 +218,69 @@ var (
 	critestCount   = regexp.MustCompile(`(\d+) (Passed|Failed|Flaked|Pending|Skipped)`)
 )
 
-// runCritest runs critest's chosen groups against handler on a fresh
-// node with the offline registry, and returns ginkgo's counts.
-func runCritest(t *testing.T, v version, handler string) critestResult {
-	critest := filepath.Join(toolsDir(), "critest")
-	if _, err := os.Stat(critest); err != nil {
+// critestNode is a fresh node of containerd v with the offline registry
+// and critest's images pushed to it.
+func critestNode(t *testing.T, v version) *node {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(toolsDir(), "critest")); err != nil {
 		t.Fatalf("critest is missing in %s (make cri-tools builds it)", toolsDir())
 	}
 	n := newNode(t, v)
 	n.startRegistry(t)
 	n.pushImages(t, critestImages(t, n.dir))
-	empty := filepath.Join(n.dir, "crictl.yaml")
-	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(n.dir, "crictl.yaml"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return n
+}
+
+// runCritest runs critest's chosen groups against handler on node n and
+// returns ginkgo's counts; its output is kept in critest-<handler>.log.
+func runCritest(t *testing.T, n *node, handler string) critestResult {
+	t.Helper()
+	v := n.v
 	skip := critestSkip
 	if !v.v2 {
 		skip = append(append([]string(nil), skip...), critestSkip16...)
 	}
-	cmd := n.inNetns(t.Context(), critest,
+	focus := strings.Join(critestFocus, "|")
+	if f := os.Getenv("UVMGCS_CRITEST_FOCUS"); f != "" {
+		focus = f // one spec while debugging
+	}
+	report := filepath.Join(n.dir, "critest-"+handler+".json")
+	cmd := n.inNetns(t.Context(), filepath.Join(toolsDir(), "critest"),
 		"-runtime-endpoint", "unix://"+n.sock, "-image-endpoint", "unix://"+n.sock,
-		"-config", empty, "-runtime-handler", handler,
-		"-ginkgo.focus", strings.Join(critestFocus, "|"),
+		"-config", filepath.Join(n.dir, "crictl.yaml"), "-runtime-handler", handler,
+		"-ginkgo.focus", focus,
 		"-ginkgo.skip", strings.Join(skip, "|"),
 		// A spec that fails once and passes on retry is reported (its
 		// name logged, counted as flaked), not failed: containerd 1.6
 		// on a loaded machine sometimes handles an OOM-killed task's
 		// exit before its OOM event, and the reason is lost.
 		"-ginkgo.flake-attempts", "2",
+		"-ginkgo.json-report", report,
 		"-ginkgo.no-color", "-ginkgo.timeout", "50m")
 	cmd.Dir = n.dir
+	// Written as it runs (UVMGCS_TEST_KEEP keeps it) and kept for the
+	// summary.
+	logFile, err := os.Create(filepath.Join(n.dir, "critest-"+handler+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
 	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout = io.MultiWriter(&out, logFile)
+	cmd.Stderr = cmd.Stdout
 	start := time.Now()
-	err := cmd.Run()
+	runErr := cmd.Run()
 	r := critestResult{elapsed: time.Since(start)}
-	logPath := filepath.Join(n.dir, "critest.log")
-	os.WriteFile(logPath, out.Bytes(), 0o644)
 	sum := critestSummary.FindString(out.String())
 	if sum == "" {
-		t.Fatalf("critest: %v; no summary in its output:\n%s", err, tail(out.String(), 8<<10))
+		t.Errorf("critest --runtime-handler %s: %v; no summary in its output:\n%s", handler, runErr, tail(out.String(), 8<<10))
+		return r
+	}
+	if r.passedSpecs, err = passedSpecs(report); err != nil {
+		t.Errorf("critest --runtime-handler %s: its report: %v", handler, err)
 	}
 	fields := map[string]*int{"Passed": &r.passed, "Failed": &r.failed, "Flaked": &r.flaked, "Pending": &r.pending, "Skipped": &r.skipped}
 	for _, m := range critestCount.FindAllStringSubmatch(sum, -1) {
@@ -242,8 +294,8 @@ func runCritest(t *testing.T, v version, handler string) critestResult {
 			t.Logf("critest: %s %s", strings.TrimSpace(l), strings.TrimSpace(lines[i+1]))
 		}
 	}
-	if err != nil || r.failed != 0 {
-		t.Errorf("critest: %v:\n%s", err, failures(out.String()))
+	if runErr != nil || r.failed != 0 {
+		t.Errorf("critest --runtime-handler %s: %v:\n%s", handler, runErr, failures(out.String()))
 	}
 	return r
 }
@@ -264,11 +316,45 @@ func tail(s string, n int) string {
 	return s
 }
 
-// TestCritest runs critest's chosen groups on the runc handler: the
-// baseline the uvmgcs handler is held to (about 3 minutes; make critest
-// runs it alone).
+// TestCritest runs critest's chosen groups on each containerd, first on
+// the runc handler (the baseline), then on uvmgcs on the same node, and
+// logs both counts (make critest runs it alone).
 func TestCritest(t *testing.T) {
 	for _, v := range []version{containerd16(), containerd2()} {
-		t.Run("containerd-"+v.name, func(t *testing.T) { runCritest(t, v, HandlerRunc) })
+		t.Run("containerd-"+v.name, func(t *testing.T) {
+			n := critestNode(t, v)
+			switch h := os.Getenv("UVMGCS_CRITEST_HANDLER"); h { // one handler alone, while debugging
+			case HandlerRunc:
+				runCritest(t, n, h)
+				return
+			case HandlerUVMGCS:
+				if why := uvmgcsMissing(); why != "" {
+					t.Skip("SKIP (loud): " + why)
+				}
+				runCritest(t, n, h)
+				return
+			}
+			runc := runCritest(t, n, HandlerRunc)
+			if why := uvmgcsMissing(); why != "" {
+				t.Skip("SKIP (loud) critest on uvmgcs: " + why)
+			}
+			uvm := runCritest(t, n, HandlerUVMGCS)
+			// Both run the same specs: one runc passes and uvmgcs does
+			// not (failed, or skipped by critest itself, as its RRO
+			// specs are when a handler's features lack rro) fails.
+			var rest []string
+			for name := range runc.passedSpecs {
+				if !uvm.passedSpecs[name] {
+					rest = append(rest, name)
+				}
+			}
+			sort.Strings(rest)
+			if len(rest) > 0 {
+				t.Errorf("passed on runc, not on uvmgcs (%d):\n\t%s", len(rest), strings.Join(rest, "\n\t"))
+			}
+			t.Logf("critest on containerd %s: runc %d passed, %d failed, %d skipped in %s; uvmgcs %d passed, %d failed, %d skipped in %s",
+				v.name, runc.passed, runc.failed, runc.skipped, runc.elapsed.Round(time.Second),
+				uvm.passed, uvm.failed, uvm.skipped, uvm.elapsed.Round(time.Second))
+		})
 	}
 }

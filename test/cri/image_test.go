@@ -5,8 +5,11 @@ import "github.com/uvmgcs/gcs/internal/ociimage"
 const pathEnv = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // pauseScript is the sandbox's process: it exits on TERM or INT as
-// Kubernetes' pause does and otherwise sleeps (children reaped by sh).
-const pauseScript = `trap 'exit 0' TERM INT; while :; do sleep 3600 & wait; done`
+// Kubernetes' pause does and otherwise waits on a child that never ends
+// (reaped by sh). The child is no sleep: a pod shares its pid namespace
+// by default, and critest's execSync timeout spec counts every `sleep`
+// its containers see.
+const pauseScript = `trap 'exit 0' TERM INT; while :; do tail -f /dev/null & wait; done`
 
 // pauseImage is the image name the CRI plugin runs as each sandbox.
 const pauseImage = "registry.k8s.io/pause:3.6"
