@@ -30,7 +30,7 @@ APT_PKGS := gcc libc6-dev libseccomp-dev pkg-config busybox-static e2fsprogs ero
 # What rootfs/build.sh needs, and what boots the VM.
 BOOT_PKGS := xz-utils cpio kmod busybox-static lz4
 # What rootfs/kernel.sh needs to build the UVM kernel.
-KERNEL_PKGS := linux-source-6.1 make gcc libc6-dev bc flex bison libelf-dev
+KERNEL_PKGS := linux-source-6.1 patch make gcc libc6-dev bc flex bison libelf-dev
 VM_PKGS   := qemu-system-x86
 STATIC  := -tags 'seccomp netgo osusergo' -ldflags '-s -w -extldflags -static'
 GCS     := $(abspath $(OUT)/gcs)
@@ -88,7 +88,7 @@ $(OUT)/boot-inputs: boot-deps
 	@{ KERNEL=$(KERNEL) rootfs/build.sh --versions && echo "SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-0} KERNEL=$(KERNEL)"; } >$@.new
 	@$(replace-if-changed)
 
-$(BOOT_FILES) &: $(OUT)/gcs $(OUT)/init $(OUT)/boot-inputs rootfs/build.sh rootfs/modules.txt rootfs/kernel.sh rootfs/kernel.config
+$(BOOT_FILES) &: $(OUT)/gcs $(OUT)/init $(OUT)/boot-inputs rootfs/build.sh rootfs/modules.txt rootfs/kernel.sh rootfs/kernel.config $(wildcard rootfs/kernel-patches/*.patch)
 	KERNEL=$(KERNEL) CACHE=$(abspath $(CACHE)) rootfs/build.sh $(OUT) $(OUT)/gcs $(OUT)/init
 
 # Debian's kernel and its modules around the same agent and init, in

@@ -15,7 +15,9 @@
 #                                  cached directory's path on stdout
 #
 # The source is the tarball linux-source-6.1 installs under /usr/src
-# (`make kernel-deps` installs it and the build tools). The config is
+# (`make kernel-deps` installs it and the build tools). The patches in
+# rootfs/kernel-patches/ (applied in name order with patch -p1) change the
+# source for the UVM's case. The config is
 # `make allnoconfig` plus rootfs/kernel.config, completed by
 # `make olddefconfig`; an option of the fragment that does not survive
 # (a missing dependency) fails the build. KERNEL_JOBS (default: the
@@ -26,6 +28,7 @@ umask 022
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 fragment=$here/kernel.config
+patches=$here/kernel-patches
 srcpkg=linux-source-6.1
 tarball=/usr/src/$srcpkg.tar.xz
 
@@ -36,9 +39,14 @@ source_version() {
 }
 
 # The digest covers what decides the kernel's bytes besides the source:
-# the fragment and this script.
+# the fragment, the patches and this script.
 config_digest() {
-	cat "$fragment" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16
+	cat "$fragment" "$patches"/*.patch "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16
+}
+
+# patches_digest: what decides the patched source besides its version.
+patches_digest() {
+	cat "$patches"/*.patch | sha256sum | cut -c1-16
 }
 
 versions() {
@@ -75,14 +83,20 @@ build() {
 		return
 	fi
 	[[ -f $tarball ]] || die "$tarball is missing (make kernel-deps)"
-	# The unpacked source is shared by every config of one version.
+	# The unpacked source is shared by every config of one version; a
+	# changed set of patches unpacks it again and applies them.
 	src=$cache/uvm-kernel/src-$ver
-	if [[ ! -f $src/.unpacked ]]; then
+	local pd p
+	pd=$(patches_digest)
+	if [[ ! -f $src/.unpacked || "$(cat "$src/.unpacked")" != "$pd" ]]; then
 		echo "unpacking $tarball" >&2
 		rm -rf "$src"
 		mkdir -p "$src"
 		tar -C "$src" --strip-components=1 -xf "$tarball"
-		touch "$src/.unpacked"
+		for p in "$patches"/*.patch; do
+			patch -s -d "$src" -p1 <"$p" || die "$p does not apply"
+		done
+		echo "$pd" >"$src/.unpacked"
 	fi
 	# One object tree per source version: a changed config rebuilds only
 	# what depends on the options that changed.

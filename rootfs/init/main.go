@@ -34,9 +34,11 @@ import (
 const (
 	agentPath   = "/bin/gcs"
 	modulesList = "/etc/modules-load"
-	hyperVList  = "/etc/modules-load.hyperv"
-	modulesRoot = "/lib/modules"
-	infoHash    = "/info/inputs.sha256"
+	// sysVirtioDevices lists the virtio bus's devices.
+	sysVirtioDevices = "/sys/bus/virtio/devices"
+	hyperVList       = "/etc/modules-load.hyperv"
+	modulesRoot      = "/lib/modules"
+	infoHash         = "/info/inputs.sha256"
 	// pageReportingParam is where the page reporting order is set.
 	pageReportingParam = "/sys/module/page_reporting/parameters/page_reporting_order"
 )
@@ -78,7 +80,7 @@ func boot() error {
 	mountRest(cfg.cgroupV1)
 	modDir := modulesRoot + "/" + kernelRelease()
 	loadBootModules(hypervisorVendor(cpuid), modulesList, hyperVList, vmbusPresent("/sys/bus"), func(list string) moduleResults {
-		return loadModules(list, modDir)
+		return loadModules(list, modDir, virtioDeviceWanted(sysVirtioDevices))
 	})
 	if err := loopbackUp(); err != nil {
 		logf("lo: %v", err)
