@@ -1,13 +1,12 @@
 package shim
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -30,47 +29,20 @@ func submountsOf(table, dir string) ([]hostMount, error) {
 	}
 	defer f.Close()
 	prefix := filepath.Clean(dir) + "/"
-	var ms []hostMount
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 {
-			continue
-		}
-		p := unescapeMountPath(fields[4])
-		if !strings.HasPrefix(p, prefix) {
-			continue
-		}
-		ro := slices.Contains(strings.Split(fields[5], ","), "ro")
-		ms = append(ms, hostMount{path: p, readOnly: ro})
-	}
-	if err := sc.Err(); err != nil {
+	infos, err := mountinfo.GetMountsFromReader(f, func(m *mountinfo.Info) (skip, stop bool) {
+		return !strings.HasPrefix(m.Mountpoint, prefix), false
+	})
+	if err != nil {
 		return nil, err
+	}
+	ms := make([]hostMount, 0, len(infos))
+	for _, m := range infos {
+		ms = append(ms, hostMount{path: m.Mountpoint, readOnly: slices.Contains(strings.Split(m.Options, ","), "ro")})
 	}
 	// A path's parents sort before it; a mount stacked on the same path
 	// keeps its place (the last one is what is seen).
 	slices.SortStableFunc(ms, func(a, b hostMount) int { return strings.Count(a.path, "/") - strings.Count(b.path, "/") })
 	return ms, nil
-}
-
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // withWritableSubmounts gives a read-only recursive bind mount of a host

@@ -137,18 +137,24 @@ func New(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
-// idle runs once the agent has been quiet for TrimAfter: it drops
-// libcontainer's objects of started containers (see Container.lc) and
-// returns the heap's free memory, theirs included, to the system.
-func (m *Manager) idle() {
+// snapshot lists the containers the manager holds now.
+func (m *Manager) snapshot() []*Container {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	cs := make([]*Container, 0, len(m.containers))
 	for _, c := range m.containers {
 		if c != nil {
 			cs = append(cs, c)
 		}
 	}
-	m.mu.Unlock()
+	return cs
+}
+
+// idle runs once the agent has been quiet for TrimAfter: it drops
+// libcontainer's objects of started containers (see Container.lc) and
+// returns the heap's free memory, theirs included, to the system.
+func (m *Manager) idle() {
+	cs := m.snapshot()
 	for _, c := range cs {
 		c.releaseLC()
 	}

@@ -66,14 +66,7 @@ func (m *Manager) Properties(ctx context.Context, id string, q protocol.Property
 
 // List describes every container.
 func (m *Manager) List(ctx context.Context) []protocol.ContainerState {
-	m.mu.Lock()
-	cs := make([]*Container, 0, len(m.containers))
-	for _, c := range m.containers {
-		if c != nil {
-			cs = append(cs, c)
-		}
-	}
-	m.mu.Unlock()
+	cs := m.snapshot()
 	out := make([]protocol.ContainerState, 0, len(cs))
 	for _, c := range cs {
 		out = append(out, c.describe())
