@@ -40,13 +40,19 @@ var cgroupSeq atomic.Int64
 
 func startContainerAgent(t testing.TB) *ctrAgent {
 	t.Helper()
+	return startContainerAgentIn(t, t.TempDir())
+}
+
+// startContainerAgentIn is startContainerAgent with its state root in
+// state.
+func startContainerAgentIn(t testing.TB, state string) *ctrAgent {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("SKIP (loud): containers need root")
 	}
 	if _, err := os.Stat(busybox); err != nil {
 		t.Fatalf("%s is missing (apt-get install busybox-static; `make deps` does): %v", busybox, err)
 	}
-	state := t.TempDir()
 	rootfs := filepath.Join(state, "layers", "busybox")
 	buildBusyboxRootfs(t, rootfs)
 	cg := fmt.Sprintf("/gcs-test-%d-%d", os.Getpid(), cgroupSeq.Add(1))
