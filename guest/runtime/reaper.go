@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -118,14 +119,7 @@ func exited(pid int) bool {
 func (r *Reaper) Reap() []int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for pid, fns := range r.exits {
-		if exited(pid) {
-			for _, fn := range fns {
-				go fn()
-			}
-			delete(r.exits, pid)
-		}
-	}
+	r.announce()
 	var reaped []int
 	for _, pid := range r.children() {
 		if r.tracked[pid] > 0 {
@@ -148,26 +142,89 @@ func (r *Reaper) Run(ctx context.Context) {
 	defer signal.Stop(ch)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	full := true
 	for {
-		for _, pid := range r.Reap() {
+		reap := r.reapExited
+		if full {
+			reap = r.Reap
+		}
+		for _, pid := range reap() {
 			log.G(ctx).WithField(log.FieldProcessID, pid).Trace("reaped orphan")
 		}
 		// Most SIGCHLDs are for children their owner already collected
 		// (libcontainer waits for its own setup processes): with no
 		// exited child left there is nothing to announce or reap, and no
-		// need to look at every awaited process and at /proc. The tick
-		// makes the full pass regardless.
+		// need to look at every awaited process and at /proc. A signal
+		// gets the light pass (reapExited), the tick the full one.
 		for idle := true; idle; {
 			select {
 			case <-ctx.Done():
 				return
 			case <-ch:
-				idle = !anyExited()
+				idle, full = !anyExited(), false
 			case <-t.C:
-				idle = false
+				idle, full = false, true
 			}
 		}
 	}
+}
+
+// announce starts the functions awaiting the exits of tracked children
+// that have exited. r.mu is held.
+func (r *Reaper) announce() {
+	for pid, fns := range r.exits {
+		if exited(pid) {
+			for _, fn := range fns {
+				go fn()
+			}
+			delete(r.exits, pid)
+		}
+	}
+}
+
+// reapExited is Reap's pass for a SIGCHLD: it announces the exits of
+// awaited children and collects the exited children the kernel hands out
+// first as long as they are untracked, without reading /proc. The usual
+// exit is a tracked one (a container's init or exec, left to its owner),
+// and a full pass would read every thread's children file (some fifty
+// system calls) ahead of the goroutine that reports the exit. An orphan
+// whose exit is queued behind a tracked child's waits for the next signal
+// or the next tick's full pass (at most a second, as a zombie).
+func (r *Reaper) reapExited() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.announce()
+	var reaped []int
+	for {
+		pid, ok := firstExited()
+		if !ok || r.tracked[pid] > 0 {
+			return reaped
+		}
+		var ws unix.WaitStatus
+		if got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil); err != nil || got != pid {
+			return reaped
+		}
+		reaped = append(reaped, pid)
+	}
+}
+
+// childInfo is the part of a siginfo_t that waitid fills in for a child
+// (x/sys/unix's Siginfo does not name si_pid).
+type childInfo struct {
+	signo, errno, code, _ int32
+	pid, uid, status      int32
+	_                     [100]byte // to siginfo_t's 128 bytes
+}
+
+// firstExited is the pid of an exited child, left unreaped.
+func firstExited() (int, bool) {
+	var info childInfo
+	_, _, errno := unix.Syscall6(unix.SYS_WAITID, unix.P_ALL, 0, uintptr(unsafe.Pointer(&info)),
+		unix.WEXITED|unix.WNOHANG|unix.WNOWAIT|unix.WALL, 0, 0)
+	if errno != 0 || info.signo == 0 {
+		return 0, false
+	}
+	return int(info.pid), true
 }
 
 // children lists this process's children: from each thread's children file

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/uvmgcs/gcs/protocol"
 	"github.com/uvmgcs/gcs/transport"
@@ -249,5 +250,47 @@ func TestChildrenFromTasks(t *testing.T) {
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	if !slices.Contains(NewReaper().children(), cmd.Process.Pid) {
 		t.Fatalf("children() misses %d", cmd.Process.Pid)
+	}
+}
+
+// TestReapExited: the signal's light pass collects an exited untracked
+// child and leaves an exited tracked one to its owner, its status intact.
+func TestReapExited(t *testing.T) {
+	if n := unsafe.Sizeof(childInfo{}); n != 128 {
+		t.Fatalf("childInfo is %d bytes, siginfo_t 128", n)
+	}
+	r := NewReaper()
+	owned := exec.Command("sh", "-c", "exit 4")
+	pid, err := r.Start(func() (int, error) {
+		if err := owned.Start(); err != nil {
+			return 0, err
+		}
+		return owned.Process.Pid, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !exited(pid) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := r.reapExited(); len(got) != 0 {
+		t.Fatalf("reaped %v with only the tracked %d exited", got, pid)
+	}
+	if err := owned.Wait(); err == nil || owned.ProcessState.ExitCode() != 4 {
+		t.Fatalf("owner's wait: %v, state %v", err, owned.ProcessState)
+	}
+	r.Untrack(pid)
+	orphan := exec.Command("true")
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var reaped []int
+	for len(reaped) == 0 && time.Now().Before(deadline) {
+		reaped = r.reapExited()
+		time.Sleep(time.Millisecond)
+	}
+	if !reflect.DeepEqual(reaped, []int{orphan.Process.Pid}) {
+		t.Fatalf("reaped %v, want the untracked %d", reaped, orphan.Process.Pid)
 	}
 }
