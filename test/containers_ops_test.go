@@ -12,6 +12,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/uvmgcs/gcs/host"
 	"github.com/uvmgcs/gcs/protocol"
@@ -305,4 +306,38 @@ func TestHostDefaultSpec(t *testing.T) {
 	if r.stdout != "uvmgcs\n0\n" || r.code != 0 {
 		t.Fatalf("default spec: %+v", r)
 	}
+}
+
+// TestContainerCgroupsMadeAtCreate: a created container's cgroup
+// directories appear before its start (the agent makes them while the host
+// sends the start), in every mounted hierarchy; the cleanup's delete of
+// the container never started must remove them (removeCgroupTree fails on
+// any left).
+func TestContainerCgroupsMadeAtCreate(t *testing.T) {
+	a := startContainerAgent(t)
+	c := a.create(t, a.spec("true"))
+	var roots []string
+	var st unix.Statfs_t
+	if unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		roots = []string{"/sys/fs/cgroup"}
+	} else {
+		ents, _ := os.ReadDir("/sys/fs/cgroup")
+		for _, e := range ents {
+			d := filepath.Join("/sys/fs/cgroup", e.Name())
+			if unix.Statfs(d, &st) == nil && (st.Type == unix.CGROUP_SUPER_MAGIC || st.Type == unix.CGROUP2_SUPER_MAGIC) {
+				roots = append(roots, d)
+			}
+		}
+	}
+	if len(roots) == 0 {
+		t.Fatal("no cgroup hierarchy mounted under /sys/fs/cgroup")
+	}
+	waitFor(t, func() bool {
+		for _, r := range roots {
+			if !exists(filepath.Join(r, a.cgroup, c.ID())) {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -42,8 +42,9 @@ type Container struct {
 	lcMu sync.Mutex
 	lcs  *libcontainer.Container // nil: load from the state (see lc)
 
-	dir, scratch, rootfs string // bundle, scratch to remove, root filesystem
-	privatePid           bool   // a pid namespace of its own
+	dir, scratch, rootfs string      // bundle, scratch to remove, root filesystem
+	privatePid           bool        // a pid namespace of its own
+	cgPrep               *cgroupPrep // cgroups made ahead of the start
 
 	mu       sync.Mutex
 	state    state
@@ -314,6 +315,7 @@ func (c *Container) destroy(ctx context.Context) error {
 	if st != stopped || !c.privatePid {
 		c.killAll()
 	}
+	c.cgPrep.wait() // made ahead or not, Destroy removes them after this
 	lc, err := c.lc()
 	if err != nil {
 		return err

@@ -115,6 +115,9 @@ func (c *Container) start(ctx context.Context, sp *specs.Process, params *protoc
 		closePending(pending)
 		return nil, err
 	}
+	if init {
+		c.cgPrep.wait()
+	}
 	pid, err := c.m.cfg.Reaper.Start(func() (int, error) {
 		if err := lc.Run(lp); err != nil {
 			return 0, err
