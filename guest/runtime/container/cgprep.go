@@ -5,6 +5,9 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/opencontainers/cgroups"
+	fscg "github.com/opencontainers/cgroups/fs"
+	"github.com/opencontainers/cgroups/fs2"
 	"github.com/opencontainers/runc/libcontainer"
 )
 
@@ -31,25 +34,20 @@ type cgroupPrep struct {
 	done chan struct{}
 }
 
-// prepareCgroups starts making lc's cgroup directories; wait returns once
-// that is over. A failure is left for libcontainer's start to meet and
-// report.
-func prepareCgroups(lc *libcontainer.Container) *cgroupPrep {
+// prepareCgroups starts making the cgroup directories paths names (the
+// State's CgroupPaths of a created container); wait returns once that is
+// over. A failure is left for libcontainer's start to meet and report.
+func prepareCgroups(paths map[string]string) *cgroupPrep {
 	p := &cgroupPrep{done: make(chan struct{})}
-	st, err := lc.State()
-	if err != nil {
-		close(p.done)
-		return p
-	}
-	paths := make([]string, 0, len(st.CgroupPaths))
-	for _, d := range st.CgroupPaths {
+	dirs := make([]string, 0, len(paths))
+	for _, d := range paths {
 		if d != "" {
-			paths = append(paths, d)
+			dirs = append(dirs, d)
 		}
 	}
 	go func() {
 		defer close(p.done)
-		for _, d := range paths {
+		for _, d := range dirs {
 			err := os.Mkdir(d, 0o755)
 			if errors.Is(err, fs.ErrNotExist) {
 				_ = os.MkdirAll(d, 0o755) // the parent's first container
@@ -57,6 +55,41 @@ func prepareCgroups(lc *libcontainer.Container) *cgroupPrep {
 		}
 	}()
 	return p
+}
+
+// cgroupPaths is where libcontainer put lc's cgroups: per v1 controller,
+// or the unified path under key "".
+func cgroupPaths(lc *libcontainer.Container) map[string]string {
+	st, err := lc.State()
+	if err != nil {
+		return nil
+	}
+	return st.CgroupPaths
+}
+
+// freezerPath is the cgroup whose freezer state tells whether a container
+// is paused: v1's freezer controller's, or the unified one.
+func freezerPath(paths map[string]string) string {
+	if cgroups.IsCgroup2UnifiedMode() {
+		return paths[""]
+	}
+	return paths["freezer"]
+}
+
+// frozen reads the freezer state of cgroup dir (see freezerPath) as
+// libcontainer's Status does to tell a paused container.
+func frozen(dir string) (bool, error) {
+	var st cgroups.FreezerState
+	var err error
+	if cgroups.IsCgroup2UnifiedMode() {
+		var m *fs2.Manager
+		if m, err = fs2.NewManager(&cgroups.Cgroup{Resources: &cgroups.Resources{}}, dir); err == nil {
+			st, err = m.GetFreezerState()
+		}
+	} else {
+		st, err = (&fscg.FreezerGroup{}).GetState(dir)
+	}
+	return st == cgroups.Frozen, err
 }
 
 // wait blocks until the directories are made; nil waits for nothing.

@@ -224,7 +224,9 @@ func (m *Manager) Create(ctx context.Context, id string, cfg *protocol.Container
 		return fmt.Errorf("create container %q: %w", id, err)
 	}
 	c = newContainer(m, id, b, lc)
-	c.cgPrep = prepareCgroups(lc)
+	paths := cgroupPaths(lc)
+	c.freezer = freezerPath(paths)
+	c.cgPrep = prepareCgroups(paths)
 	c.activity = protocol.ActivityID(ctx)
 	log.G(ctx).WithField(log.FieldContainerID, id).Debug("container created")
 	return nil
