@@ -47,7 +47,12 @@ const microVMKernelArgs = "pci=off"
 // guest's code has filled stays resident, but a cache smaller than the code
 // a boot and a first container run translate (about 40 MiB) is flushed and
 // refilled: measured here, 32 MiB made a container's start 0.3-0.6 s slower
-// and 16 MiB 0.7-1.3 s, for 8 and 24 MiB less resident memory.
+// and 16 MiB 0.7-1.3 s, for 8 and 24 MiB less resident memory. A boot of
+// the UVM kernel fills 42-46 MiB and its first container brings it to
+// 63 MiB (QEMU's `info jit`), so 64 MiB is the smallest cache that
+// neither flushes: measured on microvm (interleaved, shared machine),
+// 40 MiB cost `host-bridge run -- true` 0.4-0.8 s and 32 MiB 0.5-1.4 s,
+// while launch to negotiated moved by less than the noise.
 const tcgCacheMiB = 64
 
 // ramBackend is the guest RAM's memory backend: a memfd (shmem) rather than
