@@ -184,9 +184,13 @@ func benchMemory(b *testing.B, dir, machineType string) {
 		c, err := m.u.CreateContainer(ctx, "mem"+strconv.Itoa(it), host.DefaultSpec("", []string{"sleep", "1000"}, false),
 			uvm.ContainerConfig{RootFS: uvm.RootFS{Layers: []string{layerImg}, Scratch: scratchImg}})
 		if err != nil {
+			cancel()
+			m.close() // the VM and its state directory go, pass or fail
 			b.Fatalf("create: %v\nconsole:\n%s", err, m.console)
 		}
 		if _, err := c.CreateProcess(ctx, &protocol.ProcessParameters{}); err != nil {
+			cancel()
+			m.close()
 			b.Fatalf("start: %v\nconsole:\n%s", err, m.console)
 		}
 		time.Sleep(settle)
