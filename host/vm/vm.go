@@ -74,7 +74,8 @@ func (c Config) Validate() error {
 
 // BootReleaser is a VM that can give back, once the guest has booted,
 // host memory only the boot used: QEMU keeps its copies of the kernel and
-// initrd for a reset a utility VM never makes. host/uvm calls it when the
+// initrd for a reset a utility VM never makes, and the data its own
+// start-up read (relocation and symbol tables). host/uvm calls it when the
 // agent has negotiated; an error is only worth a log line.
 type BootReleaser interface {
 	ReleaseBootFiles() error

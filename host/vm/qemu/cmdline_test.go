@@ -198,19 +198,24 @@ func TestMakePaths(t *testing.T) {
 	must(t, p.remove())
 }
 
-func TestFileMappings(t *testing.T) {
+func TestReleasableMappings(t *testing.T) {
 	maps := `55d0c8a00000-55d0c8a4f000 r--p 00000000 fe:00 10166292                   /usr/bin/qemu-system-x86_64
+55d0c8a4f000-55d0c8f00000 r-xp 0004f000 fe:00 10166292                   /usr/bin/qemu-system-x86_64
+55d0c8f00000-55d0c9000000 rw-p 00500000 fe:00 10166292                   /usr/bin/qemu-system-x86_64
 7f65f3a00000-7f65f3edb000 r--p 00000000 fe:00 6466124                    /out/initrd.img
 7f65f4000000-7f65f7fff000 rwxp 00000000 00:00 0 
+7f65f8000000-7f65f9000000 rw-s 00000000 00:01 2048                       /memfd:memory-backend-memfd (deleted)
 7f65fc400000-7f65fdd54000 rw-p 00000000 fe:00 6466123                    /out/a dir/vmlinux
 7f65fde29000-7f65fe12c000 rw-p 00000000 00:00 0                          [heap]
+7f65fe200000-7f65fe300000 r--p 00000000 00:00 0 
+7ffd5a3f0000-7ffd5a3f2000 r--p 00000000 00:00 0                          [vvar]
 `
-	got, err := fileMappings(strings.NewReader(maps), []string{"/out/a dir/vmlinux", "/out/initrd.img"})
-	want := []addrRange{{0x7f65f3a00000, 0x7f65f3edb000}, {0x7f65fc400000, 0x7f65fdd54000}}
+	got, err := releasableMappings(strings.NewReader(maps), []string{"/out/a dir/vmlinux", "/out/initrd.img"})
+	want := []addrRange{{0x55d0c8a00000, 0x55d0c8a4f000}, {0x7f65f3a00000, 0x7f65f3edb000}, {0x7f65fc400000, 0x7f65fdd54000}}
 	if err != nil || !slices.Equal(got, want) {
-		t.Errorf("fileMappings = %x, %v; want %x", got, err, want)
+		t.Errorf("releasableMappings = %x, %v; want %x", got, err, want)
 	}
-	if _, err := fileMappings(strings.NewReader("zz-1 r--p 0 0:0 1 /out/initrd.img\n"), []string{"/out/initrd.img"}); err == nil {
+	if _, err := releasableMappings(strings.NewReader("zz-1 r--p 0 0:0 1 /out/initrd.img\n"), []string{"/out/initrd.img"}); err == nil {
 		t.Error("a bad range: no error")
 	}
 }
