@@ -66,7 +66,7 @@ func uvmServe(args []string) (int, error) {
 	vf.console = true // into the log
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := uvms.Serve(ctx, *name, vf.config(), qemu.Options{Accel: vf.accel}); err != nil {
+	if err := uvms.Serve(ctx, *name, vf.config(), qemu.Options{Accel: vf.accel, Machine: vf.machineType}); err != nil {
 		return 1, err
 	}
 	return 0, nil
