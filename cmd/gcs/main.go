@@ -24,6 +24,7 @@ import (
 	"github.com/uvmgcs/gcs/guest/agent"
 	"github.com/uvmgcs/gcs/guest/network"
 	"github.com/uvmgcs/gcs/internal/log"
+	"github.com/uvmgcs/gcs/internal/timerslack"
 	"github.com/uvmgcs/gcs/transport"
 )
 
@@ -50,6 +51,10 @@ type options struct {
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
+		// The container's process inherits this thread's timer slack:
+		// the kernel's default, not the agent's.
+		goruntime.LockOSThread()
+		_ = timerslack.Set(timerslack.Default)
 		libcontainer.Init() // never returns
 	}
 	tuneGC()

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uvmgcs/gcs/internal/log"
+	"github.com/uvmgcs/gcs/internal/timerslack"
 	"github.com/uvmgcs/gcs/protocol"
 	"github.com/uvmgcs/gcs/transport"
 )
@@ -117,7 +118,7 @@ func (ps *Processes) Start(ctx context.Context, params *protocol.ProcessParamete
 		return 0, fmt.Errorf("agent is shutting down: %w", protocol.HrVmcomputeInvalidState)
 	}
 	pid, err := ps.reaper.Start(func() (int, error) {
-		if err := cmd.Start(); err != nil {
+		if err := timerslack.Start(cmd); err != nil {
 			return 0, err
 		}
 		return cmd.Process.Pid, nil
