@@ -68,11 +68,16 @@ func bindReadOnly(dir, target string) error {
 	return nil
 }
 
-// mountOverlay mounts s with the mount API, which takes each layer in its
-// own call and so is not bound by mount(2)'s one page of options, or with
-// mount(2) on a kernel without it (before 5.2, or before 6.8, which added
-// the "lowerdir+" parameter).
+// mountOverlay mounts s with mount(2) when its options fit one page and
+// its paths carry no ':' ',' or '\': one system call, on every kernel.
+// Otherwise it uses the mount API, which takes each layer in its own call,
+// on kernels whose overlayfs has the "lowerdir+" parameter (6.8 and
+// later); before that, asking for it logs a refusal in the kernel's log,
+// which every container start would otherwise add to.
 func mountOverlay(target string, s Spec) error {
+	if _, ok := classicOptions(s); ok {
+		return mountClassic(target, s)
+	}
 	err := mountFsopen(target, s)
 	if errors.Is(err, errNoFsopen) {
 		return mountClassic(target, s)
@@ -176,14 +181,12 @@ func mountClassic(target string, s Spec) error {
 			return fmt.Errorf("overlay path %q cannot be passed to mount(2): %w", p, errdefs.ErrInvalidArgument)
 		}
 	}
-	data := "lowerdir=" + strings.Join(s.Lowers, ":")
+	data, ok := classicOptions(s)
 	var flags uintptr
 	if s.readOnly() {
 		flags = unix.MS_RDONLY
-	} else {
-		data += ",upperdir=" + s.Upper + ",workdir=" + s.Work
 	}
-	if len(data) > maxMountData {
+	if !ok {
 		return fmt.Errorf("overlay of %d layers needs %d bytes of options, more than mount(2) takes, and this kernel lacks fsopen with lowerdir+: %w",
 			len(s.Lowers), len(data), errdefs.ErrNotImplemented)
 	}
@@ -191,4 +194,19 @@ func mountClassic(target string, s Spec) error {
 		return fmt.Errorf("mount overlay of %d layers at %s: %w", len(s.Lowers), target, err)
 	}
 	return nil
+}
+
+// classicOptions is mount(2)'s option string for s, and whether mount(2)
+// can take it: no ':' ',' or '\' in a path, and one page at most.
+func classicOptions(s Spec) (string, bool) {
+	for _, p := range append(append([]string(nil), s.Lowers...), s.Upper, s.Work) {
+		if strings.ContainsAny(p, ":,\\") {
+			return "", false
+		}
+	}
+	data := "lowerdir=" + strings.Join(s.Lowers, ":")
+	if !s.readOnly() {
+		data += ",upperdir=" + s.Upper + ",workdir=" + s.Work
+	}
+	return data, len(data) <= maxMountData
 }
