@@ -64,20 +64,27 @@ func TestArgvAndEnv(t *testing.T) {
 	}
 }
 
+// startTracked starts cmd as a child r tracks and returns its pid.
+func startTracked(t *testing.T, r *Reaper, cmd *exec.Cmd) int {
+	t.Helper()
+	pid, err := r.Start(func() (int, error) {
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		return cmd.Process.Pid, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
 // TestReaperSparesTracked: an untracked exited child is collected, a tracked
 // one is left for its owner, who gets its real status.
 func TestReaperSparesTracked(t *testing.T) {
 	r := NewReaper()
 	owned := exec.Command("sh", "-c", "exit 3")
-	pid, err := r.Start(func() (int, error) {
-		if err := owned.Start(); err != nil {
-			return 0, err
-		}
-		return owned.Process.Pid, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid := startTracked(t, r, owned)
 	orphan := exec.Command("true")
 	if err := orphan.Start(); err != nil {
 		t.Fatal(err)
@@ -261,15 +268,7 @@ func TestReapExited(t *testing.T) {
 	}
 	r := NewReaper()
 	owned := exec.Command("sh", "-c", "exit 4")
-	pid, err := r.Start(func() (int, error) {
-		if err := owned.Start(); err != nil {
-			return 0, err
-		}
-		return owned.Process.Pid, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid := startTracked(t, r, owned)
 	deadline := time.Now().Add(10 * time.Second)
 	for !exited(pid) && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
