@@ -1,5 +1,5 @@
-// Package timerslack gives the processes the agent starts the kernel's
-// default timer slack back.
+// Package timerslack gives the processes the host asks the agent for the
+// kernel's default timer slack back.
 //
 // The agent runs with a timer slack of 1 ms, set before its Go runtime
 // starts (cmd/gcs). The runtime's monitor thread (sysmon) sleeps 20 us at a
@@ -7,9 +7,11 @@
 // every container start and exec, and with the default 50 us slack it woke
 // every 70-90 us, each time preempting whatever ran on its CPU (the
 // container's init, on two CPUs). Timer slack is inherited by the threads
-// and processes a thread creates, so whatever the agent starts is started
-// from a thread whose slack is the default again: containers and utility VM
-// processes time their sleeps as they would under runc.
+// and processes a thread creates, so the processes the host asks for —
+// containers, execs, processes in the utility VM — start from a thread
+// whose slack is the default again and time their sleeps as they would
+// under runc. The agent's own helpers (mke2fs, the DHCP client) keep its
+// slack.
 package timerslack
 
 import (
