@@ -95,6 +95,7 @@ type node struct {
 	sock, config     string
 	cniConf, cniData string
 	cgroupParent     string // pods' cgroup parent, removed at the end
+	ownsCRICgroup    bool   // criCgroup was made by this node, removed at the end
 	cmd              *exec.Cmd
 	exited           chan struct{}
 	log              *os.File
@@ -126,6 +127,7 @@ func newNode(t *testing.T, v version) *node {
 	n.config = filepath.Join(n.dir, "config.toml")
 	n.cniConf, n.cniData = filepath.Join(n.dir, "net.d"), filepath.Join(n.dir, "cni-data")
 	n.cgroupParent = "/uvmgcs-cri-" + n.id
+	n.ownsCRICgroup = !cgroupExists(criCgroup)
 	if err := n.writeConfig(); err != nil {
 		t.Fatal(err)
 	}
@@ -273,6 +275,9 @@ func (n *node) teardown() {
 		}
 	}
 	removeCgroups(t, n.cgroupParent)
+	if n.ownsCRICgroup {
+		removeCgroups(t, criCgroup)
+	}
 	if t.Failed() {
 		if b, err := os.ReadFile(filepath.Join(n.dir, "containerd.log")); err == nil {
 			if len(b) > 16<<10 {
@@ -316,6 +321,22 @@ func mountsUnder(dir string) []string {
 		}
 	}
 	return ms
+}
+
+// criCgroup is where containerd's CRI puts the cgroups of pods whose
+// config names no parent, as critest's do: /k8s.io/<id>, in every
+// hierarchy. Their runtimes remove each pod's cgroup, not this one.
+const criCgroup = "/k8s.io"
+
+// cgroupExists reports whether the cgroup is in any mounted hierarchy.
+func cgroupExists(cg string) bool {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
+	for _, r := range append(roots, "/sys/fs/cgroup") {
+		if fi, err := os.Stat(filepath.Join(r, cg)); err == nil && fi.IsDir() {
+			return true
+		}
+	}
+	return false
 }
 
 // removeCgroups removes the pods' cgroup parent in every hierarchy; a pod
