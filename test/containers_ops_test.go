@@ -18,15 +18,27 @@ import (
 	"github.com/uvmgcs/gcs/protocol"
 )
 
-func TestContainerOOMKilled(t *testing.T) {
-	a := startContainerAgent(t)
-	s := a.spec("sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived")
+// runOOMKilled runs a container, limited to 16 MiB, that after its shell
+// command pre (if any) fills 200 MB of memory; it must die by an OOM kill
+// with 137 and be flagged OOMKilled.
+func (a *ctrAgent) runOOMKilled(t *testing.T, pre string) {
+	t.Helper()
+	script := "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"
+	if pre != "" {
+		script = pre + "; " + script
+	}
+	s := a.spec("sh", "-c", script)
 	limit := int64(16 << 20)
 	s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: &limit}}
 	c, r := a.run(t, s)
 	if r.code != 137 || !c.OOMKilled() {
 		t.Fatalf("exit %d (stdout %q stderr %q), OOMKilled %v; want 137 and flagged", r.code, r.stdout, r.stderr, c.OOMKilled())
 	}
+}
+
+func TestContainerOOMKilled(t *testing.T) {
+	a := startContainerAgent(t)
+	a.runOOMKilled(t, "")
 	// A plain SIGKILL is not an OOM kill.
 	c, p := a.started(t, a.spec("sleep", "100"), false)
 	c.Terminate(context.Background())
